@@ -1,0 +1,75 @@
+# The two commands a newcomer needs: `make book` and `make test` (see README.md).
+# Both create .venv on first use; re-installing is skipped while the dependency
+# files are unchanged (the stamp file is keyed by their hash).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= ci
+SEED ?= 0
+DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(DEPS_HASH)
+EXECUTED := _build/executed
+# Chapters in reading order; each is book/<name>.md, executed to $(EXECUTED)/book/<name>.ipynb.
+CHAPTERS := $(shell $(PYTHON) -c "import re; print(' '.join(re.findall(r'(?:root|file):\s*book/(\S+)', open('_toc.yml').read())))")
+
+.PHONY: help install book execute html chapter test unit nbval bench publish clean clean-artifacts
+
+help:
+	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build _build/html"
+	@echo "make test     unit tests, chapter execution, nbval re-execution check, book build"
+	@echo "make chapter CH=<name> PARAMS=\"-p seed 1\"   rerun one chapter with papermill"
+	@echo "make bench    python -m cdlib bench on the synthetic data (writes results.json)"
+	@echo "make publish  push _build/html to the gh-pages branch (ghp-import)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and on its own: pip takes these two pinned releases from the machine's disk.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Execute every chapter with papermill (artifacts are trained on first use, then reused).
+execute: install
+	$(PY) -m cdlib book execute --profile $(PROFILE) --seed $(SEED) --out $(EXECUTED) $(CHAPTERS)
+
+# Build the HTML book from the executed notebooks, without re-executing them; warnings fail.
+html: install
+	$(PY) -m cdlib book stage --executed $(EXECUTED)
+	$(VENV)/bin/jupyter-book build $(EXECUTED) --path-output . --all -W -n --keep-going
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+book: execute
+	$(MAKE) --no-print-directory html
+
+# Rerun one chapter on other parameters, e.g. make chapter CH=accuracy_vs_compute PARAMS="-p seed 1"
+chapter: install
+	@test -n "$(CH)" || (echo "usage: make chapter CH=<name> [PARAMS='-p key value ...']"; exit 2)
+	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/$(CH).ipynb -p profile $(PROFILE) $(PARAMS)
+
+unit: install
+	$(PY) -m pytest tests
+
+# nbval re-executes every executed chapter and compares its outputs with the stored ones.
+nbval: install
+	cd $(EXECUTED)/book && ../../../$(PY) -m pytest --nbval -p no:cacheprovider \
+		--nbval-sanitize-with ../../../tests/nbval_sanitize.cfg $(addsuffix .ipynb,$(CHAPTERS))
+
+test: unit execute nbval html
+
+bench: install
+	$(PY) -m cdlib bench --profile $(PROFILE) --seed $(SEED) --data synthetic --out results.json
+
+publish: install
+	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html
+
+clean:
+	rm -rf _build
+
+clean-artifacts:
+	rm -rf artifacts

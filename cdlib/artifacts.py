@@ -1,0 +1,153 @@
+"""A content-addressed artifact store: trained models and evaluations keyed by config hash.
+
+Every artifact lives in ``<root>/<kind>/<key>/`` where ``key`` is a hash of the
+spec that made it (model, data, loss, seed and a hash of the source code of the
+modules involved). Files are written atomically (temporary file in the same
+folder, then :func:`os.replace`) next to a ``.sha256`` sidecar; a file whose
+checksum does not match (truncated, damaged, or half-written by a killed run) is
+reported, deleted and rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cdlib.config import config_hash
+from cdlib.errors import ArtifactError
+from cdlib.progress import log
+
+PAYLOAD = "payload.pt"
+
+
+def project_root() -> Path | None:
+    """The source checkout cdlib runs from (the folder holding pyproject.toml), if any."""
+    candidate = Path(__file__).resolve().parent.parent
+    return candidate if (candidate / "pyproject.toml").is_file() else None
+
+
+def default_root() -> Path:
+    """``$CDLIB_ARTIFACTS``, else ``<checkout>/artifacts``, else ``~/.cache/cdlib``."""
+    env = os.environ.get("CDLIB_ARTIFACTS")
+    if env:
+        return Path(env).expanduser().resolve()
+    root = project_root()
+    return root / "artifacts" if root is not None else Path.home() / ".cache" / "cdlib"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically, with a ``.sha256`` sidecar written last."""
+    path = Path(path)
+    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    _atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(_sha256(path)), mode="w")
+
+
+def verified_load(path: str | os.PathLike) -> Any:
+    """Load a file written by :func:`atomic_save`; :class:`ArtifactError` if it cannot be trusted."""
+    path = Path(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    if not path.is_file() or not sidecar.is_file():
+        raise ArtifactError(f"{path}: missing file or checksum")
+    expected = sidecar.read_text().strip()
+    if _sha256(path) != expected:
+        raise ArtifactError(f"{path}: checksum mismatch (truncated or damaged)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a file that matches its checksum but does not unpickle
+        raise ArtifactError(f"{path}: cannot be loaded ({exc})") from exc
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Remove a file written by :func:`atomic_save` and its sidecar."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+
+
+def code_version(*modules: str) -> str:
+    """Hash of the source of the named modules, so that changed code makes new artifacts."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()[:12]
+
+
+class ArtifactStore:
+    """Artifacts under ``root`` (default :func:`default_root`), built on first use, loaded after."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser().resolve() if root is not None else default_root()
+
+    def key(self, spec: dict) -> str:
+        return config_hash(spec)
+
+    def directory(self, kind: str, spec: dict) -> Path:
+        return self.root / kind / self.key(spec)
+
+    def load(self, kind: str, spec: dict) -> Any | None:
+        """The stored payload of ``spec``, or None if absent; a damaged one is deleted."""
+        path = self.directory(kind, spec) / PAYLOAD
+        if not path.exists():
+            return None
+        try:
+            return verified_load(path)
+        except ArtifactError as exc:
+            log(f"artifact {kind}/{path.parent.name} is damaged, rebuilding: {exc}")
+            discard(path)
+            return None
+
+    def save(self, kind: str, spec: dict, payload: Any) -> Path:
+        directory = self.directory(kind, spec)
+        atomic_save(payload, directory / PAYLOAD)
+        text = json.dumps({"kind": kind, "spec": spec}, indent=1, sort_keys=True, default=str)
+        _atomic_write(directory / "spec.json", lambda h: h.write(text), mode="w")
+        return directory
+
+    def get_or_create(self, kind: str, spec: dict, build: Callable[[Path], Any]) -> Any:
+        """Load the artifact of ``spec``, or call ``build(work_dir)`` and store its result.
+
+        ``work_dir`` is the artifact's own folder, where ``build`` may keep
+        resumable state (e.g. per-epoch checkpoints) that survives an interruption.
+        """
+        payload = self.load(kind, spec)
+        if payload is not None:
+            return payload
+        directory = self.directory(kind, spec)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = build(directory)
+        self.save(kind, spec, payload)
+        return payload
+
+    def remove(self, kind: str, spec: dict) -> None:
+        shutil.rmtree(self.directory(kind, spec), ignore_errors=True)

@@ -1,0 +1,105 @@
+"""Executing the book's chapters with papermill and staging them for jupyter-book.
+
+Chapters are MyST-markdown notebooks (jupytext) under ``book/``. ``python -m cdlib
+book execute`` converts each to ``.ipynb`` and executes it with papermill into
+``_build/executed/book/``; ``python -m cdlib book stage`` copies the book's
+configuration, table of contents and static files beside them, so that
+jupyter-book builds the HTML from the executed notebooks without executing
+anything again (``execute_notebooks: "off"`` in ``_config.yml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from cdlib.artifacts import project_root
+
+STATIC_SUFFIXES = (".bib", ".png", ".svg", ".css")
+
+
+def _root() -> Path:
+    root = project_root()
+    if root is None:
+        raise SystemExit("the book commands run from a source checkout of cdlib (with book/ and _toc.yml)")
+    return root
+
+
+def is_notebook(path: Path) -> bool:
+    """True for a jupytext MyST notebook (its front matter declares a kernelspec)."""
+    head = path.read_text(encoding="utf-8")[:2000]
+    return head.startswith("---") and "kernelspec:" in head.split("\n---", 1)[0]
+
+
+def execute_chapter(source: Path, output: Path, parameters: dict, cwd: Path) -> float:
+    """Execute one text notebook with papermill; return the seconds it took."""
+    import jupytext
+    import papermill
+
+    notebook = jupytext.read(source)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        notebook,
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(cwd),
+        progress_bar=False,
+    )
+    return time.perf_counter() - start
+
+
+def stage(executed: Path) -> None:
+    """Copy ``_config.yml``, ``_toc.yml`` and the static files of ``book/`` beside the executed chapters."""
+    root = _root()
+    executed.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, executed / name)
+    for path in (root / "book").iterdir():
+        if path.suffix in STATIC_SUFFIXES or (path.suffix == ".md" and not is_notebook(path)):
+            shutil.copy2(path, executed / "book" / path.name)
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    root = _root()
+    out = Path(args.out).resolve()
+    # Notebooks hold the same outputs whether models were trained or loaded.
+    os.environ["CDLIB_PROGRESS"] = "0"
+    parameters = {"profile": args.profile, "seed": args.seed}
+    for name in args.chapters:
+        source = root / "book" / f"{name}.md"
+        if not source.is_file():
+            print(f"error: no chapter {source}", file=sys.stderr)
+            return 2
+        if not is_notebook(source):
+            continue
+        target = out / "book" / f"{name}.ipynb"
+        print(f"executing {source.relative_to(root)} -> {target}", file=sys.stderr, flush=True)
+        seconds = execute_chapter(source, target, parameters, cwd=root)
+        print(f"  done in {seconds:.0f} s", file=sys.stderr, flush=True)
+    stage(out)
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    stage(Path(args.executed).resolve())
+    return 0
+
+
+def add_book_commands(subparsers) -> None:
+    book = subparsers.add_parser("book", help="execute the chapters with papermill and stage them for jupyter-book")
+    commands = book.add_subparsers(dest="book_command", required=True, metavar="STEP")
+    p = commands.add_parser("execute", help="execute chapters (book/<name>.md) into OUT/book/<name>.ipynb")
+    p.add_argument("chapters", nargs="+", metavar="NAME")
+    p.add_argument("--profile", default="ci", choices=("ci", "full"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="_build/executed")
+    p.set_defaults(func=cmd_execute)
+    p = commands.add_parser("stage", help="copy config, toc and static files beside the executed chapters")
+    p.add_argument("--executed", default="_build/executed")
+    p.set_defaults(func=cmd_stage)

@@ -1,0 +1,26 @@
+"""Data sets: the embedded synthetic action videos and real video layouts.
+
+:func:`build_dataset` turns ``data.source`` into a :class:`ClipDataset`:
+``synthetic``, ``ucf101:<root>[:fold]``, ``hmdb51:<root>:<split_dir>[:fold]`` or
+``kinetics:<root>``.
+"""
+
+from cdlib.data.base import SPLITS, ClipBank, ClipDataset, VideoMeta
+
+__all__ = ["SPLITS", "ClipBank", "ClipDataset", "VideoMeta", "build_dataset"]
+
+
+def build_dataset(data_cfg, split: str, seed: int = 0, strict: bool = False) -> ClipDataset:
+    """The ``split`` (train, val or test) of the data set that ``data_cfg.source`` names."""
+    from cdlib.errors import DataError
+
+    if split not in SPLITS:
+        raise DataError(f"split: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    source = data_cfg.source
+    if source == "synthetic":
+        from cdlib.data.synthetic import SyntheticActionVideos
+
+        return SyntheticActionVideos(data_cfg, split=split, seed=seed)
+    from cdlib.data.layouts import build_layout_dataset
+
+    return build_layout_dataset(data_cfg, split=split, seed=seed, strict=strict)

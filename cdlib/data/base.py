@@ -1,0 +1,123 @@
+"""The interface every data set of cdlib implements, and the in-memory clip bank.
+
+A :class:`ClipDataset` yields, for video ``i``, its ``N`` non-overlapping clips of
+``T`` frames as a uint8 tensor ``[N, T, H, W, C]`` and its integer label. The
+synthetic set (:mod:`cdlib.data.synthetic`) and the real layouts
+(:mod:`cdlib.data.layouts`) share it, so training, the benchmark and the book take
+either unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What is known about one video besides its pixels.
+
+    ``informative`` is a bool array ``[N]``: clip ``j`` shows the action (at least
+    half of its frames lie inside the action segment). Real videos carry no such
+    annotation and have ``informative=None``; ``action_start``/``action_end``
+    (frame indices, end exclusive) likewise.
+    """
+
+    name: str
+    label: int
+    num_clips: int
+    informative: np.ndarray | None = None
+    action_start: int | None = None
+    action_end: int | None = None
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """A split of a video data set, one item per video: ``(clips uint8 [N,T,H,W,C], label)``."""
+
+    split: str
+    class_names: list[str]
+    clip_length: int
+    #: videos skipped during the scan, as ``(path, reason)`` pairs (real data only)
+    skipped: list[tuple[str, str]]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def meta(self, index: int) -> VideoMeta:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """A JSON-able summary (for benchmark records and the book)."""
+        return {
+            "split": self.split,
+            "videos": len(self),
+            "classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "skipped": len(self.skipped),
+        }
+
+
+@dataclass
+class ClipBank:
+    """Every clip of a split in memory, flattened: clip ``m`` belongs to video ``video[m]``.
+
+    ``clips`` is uint8 ``[M, T, H, W, C]``; ``labels``, ``video`` and ``position``
+    (clip index inside its video) are int64 ``[M]``; ``informative`` is int8 ``[M]``
+    with 1/0 where known and -1 where the data set has no annotation.
+    """
+
+    clips: torch.Tensor
+    labels: torch.Tensor
+    video: torch.Tensor
+    position: torch.Tensor
+    informative: torch.Tensor
+    num_classes: int
+    class_names: list[str]
+
+    @property
+    def num_videos(self) -> int:
+        return int(self.video.max()) + 1 if len(self.video) else 0
+
+    def video_labels(self) -> torch.Tensor:
+        """Label of each video, ``[num_videos]``."""
+        labels = torch.empty(self.num_videos, dtype=torch.long)
+        labels[self.video] = self.labels
+        return labels
+
+    @classmethod
+    def from_dataset(cls, dataset: ClipDataset, progress: bool = True) -> "ClipBank":
+        from cdlib.progress import progress_bar
+
+        clips, labels, video, position, informative = [], [], [], [], []
+        for i in progress_bar(range(len(dataset)), desc=f"load {dataset.split}", disable=not progress):
+            video_clips, label = dataset[i]
+            meta = dataset.meta(i)
+            n = video_clips.shape[0]
+            clips.append(video_clips)
+            labels.append(torch.full((n,), label, dtype=torch.long))
+            video.append(torch.full((n,), i, dtype=torch.long))
+            position.append(torch.arange(n))
+            if meta.informative is None:
+                informative.append(torch.full((n,), -1, dtype=torch.int8))
+            else:
+                informative.append(torch.as_tensor(np.asarray(meta.informative), dtype=torch.int8))
+        return cls(
+            clips=torch.cat(clips),
+            labels=torch.cat(labels),
+            video=torch.cat(video),
+            position=torch.cat(position),
+            informative=torch.cat(informative),
+            num_classes=dataset.num_classes,
+            class_names=list(dataset.class_names),
+        )

@@ -1,0 +1,37 @@
+"""Progress bars (tqdm) on stderr.
+
+Set ``CDLIB_PROGRESS=0`` to silence them: the book's chapters do, so that an
+executed notebook holds the same outputs whether its models were trained or
+loaded from the artifact store (``pytest --nbval`` compares them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tqdm.auto import tqdm
+
+
+def progress_enabled() -> bool:
+    return os.environ.get("CDLIB_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def progress_bar(iterable=None, *, desc: str = "", total: int | None = None, disable: bool = False, **kwargs):
+    """A tqdm bar on stderr, off when ``disable`` or ``CDLIB_PROGRESS=0``."""
+    return tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        disable=disable or not progress_enabled(),
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+        **kwargs,
+    )
+
+
+def log(message: str) -> None:
+    """A status line on stderr (silenced with the progress bars)."""
+    if progress_enabled():
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,255 @@
+"""Trained models and their per-clip outputs, as artifacts shared by the CLI, the benchmark and the book.
+
+Everything here is asked for by config and built on first use: the clip banks
+of the data splits, the teacher, the student ladder (CE, KD and CD students, all
+from the same initialisation and data), the teacher's calibration temperature,
+and every model's per-clip outputs on every split. Each is stored in the
+:class:`~cdlib.artifacts.ArtifactStore` under a hash of what made it (including
+the source of the modules involved), so a chapter never retrains what the
+benchmark or another chapter already trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cdlib.artifacts import ArtifactStore, code_version
+from cdlib.config import Config, TrainConfig, config_hash
+from cdlib.data import ClipBank, build_dataset
+from cdlib.losses import ConfidenceDistillationLoss
+from cdlib.models import create_model
+from cdlib.progress import log
+from cdlib.train import predict, set_determinism, train_model
+
+#: the student ladder of DESIGN.md §1.2: labels only, + distillation, + confidence head
+STUDENT_VARIANTS = ("ce", "kd", "cd")
+
+_MODEL_CODE = ("cdlib.models", "cdlib.train")
+_DATA_CODE = ("cdlib.data.base", "cdlib.data.synthetic")
+
+
+def _store(store: ArtifactStore | None) -> ArtifactStore:
+    return store if store is not None else ArtifactStore()
+
+
+def data_spec(cfg: Config) -> dict:
+    return {"data": dataclasses.asdict(cfg.data), "seed": cfg.seed}
+
+
+# ----------------------------------------------------------------------------- data
+
+@functools.lru_cache(maxsize=8)
+def _bank_cached(root: str, data_key: str, split: str, cfg_json: str) -> ClipBank:
+    import json
+
+    from cdlib.config import DataConfig
+
+    spec = json.loads(cfg_json)
+    data_cfg = DataConfig(**spec["data"])
+    seed = spec["seed"]
+    dataset = build_dataset(data_cfg, split, seed=seed)
+    if data_cfg.source != "synthetic":
+        # Real videos have their own decode cache keyed by file, size and mtime.
+        return ClipBank.from_dataset(dataset)
+    store = ArtifactStore(root)
+    bank_spec = {**spec, "split": split, "code": code_version(*_DATA_CODE)}
+    payload = store.get_or_create("bank", bank_spec, lambda _: dataclasses.asdict(ClipBank.from_dataset(dataset)))
+    return ClipBank(**payload)
+
+
+def get_bank(cfg: Config, split: str, store: ArtifactStore | None = None) -> ClipBank:
+    """All clips of ``split`` in memory (synthetic banks are cached on disk, real videos decoded once)."""
+    import json
+
+    spec = data_spec(cfg)
+    return _bank_cached(str(_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True))
+
+
+def get_dataset(cfg: Config, split: str):
+    """The :class:`~cdlib.data.ClipDataset` of ``split`` (for metadata and single videos)."""
+    return build_dataset(cfg.data, split, seed=cfg.seed)
+
+
+# ----------------------------------------------------------------------------- models
+
+@dataclass
+class TrainedModel:
+    """A trained model with its training history and the spec that keys its artifact."""
+
+    name: str
+    model: nn.Module
+    history: list[dict]
+    spec: dict
+
+    @property
+    def key(self) -> str:
+        return config_hash(self.spec)
+
+
+def teacher_spec(cfg: Config) -> dict:
+    return {
+        "role": "teacher",
+        "model": cfg.teacher,
+        "train": dataclasses.asdict(cfg.teacher_train),
+        **data_spec(cfg),
+        "code": code_version(*_MODEL_CODE, *_DATA_CODE),
+    }
+
+
+def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_for, init_seed: int, kind: str,
+         store: ArtifactStore | None) -> TrainedModel:
+    store = _store(store)
+    train_bank = get_bank(cfg, "train", store)
+    num_classes = train_bank.num_classes
+
+    def build(work_dir):
+        set_determinism(cfg.bench.num_threads)
+        torch.manual_seed(init_seed)
+        model = create_model(name, num_classes=num_classes)
+        history = train_model(
+            model, train_bank, objective_for(), train_cfg, seed=cfg.seed, work_dir=work_dir,
+            val_bank=get_bank(cfg, "val", store), desc=f"{kind} {name}",
+        )
+        return {"state_dict": model.state_dict(), "history": history, "num_classes": num_classes}
+
+    payload = store.get_or_create(kind, spec, build)
+    model = create_model(name, num_classes=payload["num_classes"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return TrainedModel(name=name, model=model, history=payload["history"], spec=spec)
+
+
+def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel:
+    """The teacher of ``cfg``, trained with cross-entropy on every clip with its video's label."""
+
+    def objective_for():
+        def objective(logits, idx):
+            loss = nn.functional.cross_entropy(logits, bank.labels[idx])
+            return loss, {}
+
+        return objective
+
+    bank = get_bank(cfg, "train", store)
+    return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store)
+
+
+def loss_weights(cfg: Config, variant: str) -> dict:
+    """Loss arguments of a student variant: ``ce`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
+    d = cfg.distill
+    if variant == "ce":
+        return {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}
+    if variant == "kd":
+        return {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}
+    if variant == "cd":
+        return {"alpha": d.alpha, "beta": d.beta, "gamma": d.gamma, "tau": d.tau, "target": d.target,
+                "calibrated_teacher": d.calibrated_teacher}
+    raise ValueError(f"unknown student variant {variant!r}; expected one of {', '.join(STUDENT_VARIANTS)}")
+
+
+def student_spec(cfg: Config, variant: str) -> dict:
+    weights = loss_weights(cfg, variant)
+    spec = {
+        "role": "student",
+        "variant": variant,
+        "model": cfg.student,
+        "loss": weights,
+        "train": dataclasses.asdict(cfg.student_train),
+        **data_spec(cfg),
+        "code": code_version(*_MODEL_CODE, *_DATA_CODE, "cdlib.losses"),
+    }
+    if variant != "ce":
+        spec["teacher"] = teacher_spec(cfg)
+    return spec
+
+
+def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = None) -> TrainedModel:
+    """A student of the ladder: ``ce`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
+
+    All variants start from the same initialisation (seeded by ``cfg.seed`` and the
+    student's name) and see the same clips in the same order.
+    """
+    weights = loss_weights(cfg, variant)
+    bank = get_bank(cfg, "train", store)
+    teacher_logits = None
+    target_temperature = 1.0
+    if variant != "ce":
+        teacher_logits = get_outputs(cfg, "teacher", "train", store)["logits"]
+        if weights.get("calibrated_teacher"):
+            target_temperature = teacher_temperature(cfg, store)
+    loss_args = {k: v for k, v in weights.items() if k != "calibrated_teacher"}
+
+    def objective_for():
+        loss_fn = ConfidenceDistillationLoss(**loss_args, target_temperature=target_temperature)
+
+        def objective(outputs, idx):
+            logits, score_logit = outputs
+            teacher = teacher_logits[idx] if teacher_logits is not None else None
+            out = loss_fn(logits, score_logit, teacher, bank.labels[idx])
+            return out.total, {"ce": float(out.ce), "kd": float(out.kd), "bce": float(out.bce)}
+
+        return objective
+
+    init_seed = cfg.seed * 1000 + sum(map(ord, cfg.student))
+    return _fit(cfg.student, student_spec(cfg, variant), cfg, cfg.student_train, objective_for, init_seed,
+                f"student-{variant}", store)
+
+
+def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:
+    """``teacher`` or a student variant (``ce``, ``kd``, ``cd``)."""
+    return get_teacher(cfg, store) if which == "teacher" else get_student(cfg, which, store)
+
+
+def model_spec_of(cfg: Config, which: str) -> dict:
+    return teacher_spec(cfg) if which == "teacher" else student_spec(cfg, which)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None = None) -> dict[str, torch.Tensor]:
+    """Per-clip outputs of the teacher or a student on ``split``: ``logits`` and, for students, ``score_logit``.
+
+    Also carries the bank's ``labels``, ``video``, ``position`` and ``informative``
+    so that every consumer indexes clips the same way.
+    """
+    store = _store(store)
+    spec = {"model": model_spec_of(cfg, which), "split": split}
+
+    def build(_):
+        trained = get_model(cfg, which, store)
+        set_determinism(cfg.bench.num_threads)
+        return predict(trained.model, get_bank(cfg, split, store), desc=f"{which} on {split}")
+
+    outputs = dict(store.get_or_create("outputs", spec, build))
+    bank = get_bank(cfg, split, store)
+    outputs.update(labels=bank.labels, video=bank.video, position=bank.position, informative=bank.informative)
+    return outputs
+
+
+def teacher_temperature(cfg: Config, store: ArtifactStore | None = None) -> float:
+    """Temperature of the teacher fitted by NLL on the validation split (Guo et al. 2017)."""
+    from cdlib.calibration import fit_temperature
+
+    val = get_outputs(cfg, "teacher", "val", store)
+    temperature = fit_temperature(val["logits"], val["labels"])
+    log(f"teacher temperature fitted on val: {temperature:.3f}")
+    return temperature
+
+
+def video_probs(logits: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """Dense averaging: the mean clip softmax of each video, ``[num_videos, K]``."""
+    probs = logits.softmax(-1)
+    num_videos = int(video.max()) + 1
+    total = torch.zeros(num_videos, probs.shape[1]).index_add_(0, video, probs)
+    return total / torch.bincount(video, minlength=num_videos).unsqueeze(1)
+
+
+def dense_accuracy(outputs: dict[str, torch.Tensor]) -> float:
+    """Video-level accuracy of averaging the clip softmax over all clips of each video."""
+    num_videos = int(outputs["video"].max()) + 1
+    labels = torch.zeros(num_videos, dtype=torch.long).index_copy_(0, outputs["video"], outputs["labels"])
+    return float((video_probs(outputs["logits"], outputs["video"]).argmax(1) == labels).float().mean())

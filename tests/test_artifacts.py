@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from cdlib.artifacts import ArtifactStore, atomic_save, code_version, verified_load
+from cdlib.errors import ArtifactError
+
+
+def test_get_or_create_builds_once_then_loads(tmp_path):
+    store = ArtifactStore(tmp_path)
+    calls = []
+
+    def build(work_dir):
+        calls.append(work_dir)
+        return {"w": torch.arange(4.0)}
+
+    first = store.get_or_create("thing", {"a": 1}, build)
+    second = store.get_or_create("thing", {"a": 1}, build)
+    assert len(calls) == 1 and torch.equal(first["w"], second["w"])
+    store.get_or_create("thing", {"a": 2}, build)
+    assert len(calls) == 2  # another spec is another artifact
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete_checksum"])
+def test_damaged_artifact_is_rebuilt_never_loaded(tmp_path, damage):
+    store = ArtifactStore(tmp_path)
+    store.get_or_create("thing", {"a": 1}, lambda _: {"w": torch.arange(1000.0)})
+    payload = store.directory("thing", {"a": 1}) / "payload.pt"
+    if damage == "truncate":
+        payload.write_bytes(payload.read_bytes()[:100])
+    elif damage == "flip":
+        data = bytearray(payload.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        payload.write_bytes(bytes(data))
+    else:
+        payload.with_name("payload.pt.sha256").unlink()
+    rebuilt = store.get_or_create("thing", {"a": 1}, lambda _: {"w": torch.zeros(3)})
+    assert torch.equal(rebuilt["w"], torch.zeros(3))
+
+
+def test_verified_load_rejects_a_file_without_its_checksum(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"a": 1}, path)
+    with pytest.raises(ArtifactError, match="x.pt"):
+        verified_load(path)
+
+
+def test_atomic_save_leaves_old_file_intact_when_writing_fails(tmp_path):
+    path = tmp_path / "x.pt"
+    atomic_save({"v": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        atomic_save({"v": Unpicklable()}, path)
+    assert verified_load(path) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_code_version_depends_on_the_modules():
+    assert code_version("cdlib.models") != code_version("cdlib.train")
+    assert code_version("cdlib.models", "cdlib.train") == code_version("cdlib.train", "cdlib.models")
