@@ -1,0 +1,390 @@
+"""Confidence-gated inference (DESIGN.md §1.3): policies over the per-clip outputs of one video.
+
+A policy sees one video's :class:`VideoOutputs` (student logits on all ``N``
+clips, optionally the distilled score ``s``, and a ``teacher`` callable) and a
+knob, decides which clips the teacher sees and how the clip predictions are
+combined, and returns a :class:`Decision`: the video-level class distribution
+and how many clips each network ran on. Every policy calls ``video.teacher``
+at most once, with exactly the clips it uses (ascending, unique), so its cost
+``student_clips·C_S + teacher_clips·C_T`` follows from the counts.
+
+Policies are registered in :data:`POLICIES` (``get_policy``, ``list_policies``)
+with their knob and what they consume; :func:`run_policy` evaluates one
+operating point over many videos.
+
+Top-k everywhere: highest signal first, ties broken by the lower clip index,
+``k`` clipped to ``N``; ``k < 1`` raises :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from cdlib.errors import ConfigError
+
+#: distilled scores are floored at this weight, so a video whose scores all underflow to 0 gets plain means
+MIN_WEIGHT = 1e-12
+
+
+class _Precomputed:
+    """A teacher callable that indexes precomputed logits ``[N, K]``."""
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits
+
+    def __call__(self, indices: Tensor) -> Tensor:
+        return self.logits[indices]
+
+
+@dataclass(frozen=True, eq=False)
+class VideoOutputs:
+    """Per-clip outputs of one video with ``N`` clips and ``K`` classes.
+
+    ``teacher`` maps a LongTensor of clip indices to teacher logits
+    ``[len, K]``: it indexes precomputed logits (:meth:`precomputed`) or runs the
+    teacher lazily. ``student_score`` is the CD student's distilled confidence
+    ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
+
+    Knob-independent quantities (student softmax, clip orders) are derived once
+    per video and cached; treat the tensors as immutable.
+    """
+
+    student_logits: Tensor
+    teacher: Callable[[Tensor], Tensor]
+    student_score: Tensor | None = None
+    label: int | None = None
+
+    def __post_init__(self):
+        if self.student_logits.ndim != 2 or self.student_logits.shape[0] < 1:
+            raise ValueError(f"student_logits: expected [N, K] with N >= 1, got {tuple(self.student_logits.shape)}")
+        if self.student_score is not None and self.student_score.shape != (self.num_clips,):
+            raise ValueError(f"student_score: expected shape ({self.num_clips},), got {tuple(self.student_score.shape)}")
+
+    @classmethod
+    def precomputed(
+        cls,
+        student_logits: Tensor,
+        teacher_logits: Tensor,
+        student_score: Tensor | None = None,
+        label: int | None = None,
+    ) -> "VideoOutputs":
+        """Outputs whose teacher indexes ``teacher_logits [N, K]`` computed beforehand."""
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(
+                f"teacher_logits: expected shape {tuple(student_logits.shape)} like student_logits, got {tuple(teacher_logits.shape)}"
+            )
+        return cls(student_logits, _Precomputed(teacher_logits), student_score, label)
+
+    @property
+    def num_clips(self) -> int:
+        return self.student_logits.shape[0]
+
+    @cached_property
+    def student_probs(self) -> Tensor:
+        """``p_i = softmax(student_logits_i)``, ``[N, K]``."""
+        return torch.softmax(self.student_logits, dim=1)
+
+    @cached_property
+    def score_weights(self) -> Tensor:
+        """``s_i`` floored at :data:`MIN_WEIGHT`, ``[N, 1]``."""
+        return self.student_score.clamp_min(MIN_WEIGHT).unsqueeze(1)
+
+    @cached_property
+    def order_by_score(self) -> Tensor:
+        """Clip indices by descending ``s`` (stable)."""
+        return _descending(self.student_score)
+
+    @cached_property
+    def order_by_maxprob(self) -> Tensor:
+        """Clip indices by descending student max-softmax (stable)."""
+        return _descending(self.student_probs.max(dim=1).values)
+
+    @cached_property
+    def weighted_student_probs(self) -> Tensor:
+        """``s_i p_i``, ``[N, K]``."""
+        return self.score_weights * self.student_probs
+
+    @cached_property
+    def student_estimate(self) -> tuple[Tensor, float]:
+        """``(P_S, c)``: ``P_S = Σ_i s_i p_i / Σ_i s_i`` and its confidence ``c = max_k P_S[k]``."""
+        estimate = self.weighted_student_probs.sum(dim=0) / self.score_weights.sum()
+        return estimate, float(estimate.max())
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """A policy's answer for one video: class distribution ``probs [K]`` and clips run per network."""
+
+    probs: Tensor
+    teacher_clips: int
+    student_clips: int
+
+    @property
+    def prediction(self) -> int:
+        """``argmax_k probs[k]`` (ties: the lowest class index)."""
+        return int(self.probs.argmax())
+
+
+def _descending(values: Tensor) -> Tensor:
+    return torch.sort(values, descending=True, stable=True).indices
+
+
+def _check_k(policy: str, k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ConfigError(f"{policy}: knob k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def _check_no_knob(policy: str, knob) -> None:
+    if knob is not None:
+        raise ConfigError(f"{policy}: takes no knob (None), got {knob!r}")
+
+
+def _require_score(policy: str, video: VideoOutputs) -> None:
+    if video.student_score is None:
+        raise ConfigError(f"{policy}: needs student_score (the CD student's distilled confidence); this video has none")
+
+
+def _teacher_probs(video: VideoOutputs, indices: Tensor) -> Tensor:
+    return torch.softmax(video.teacher(indices), dim=1)
+
+
+def _top(order: Tensor, k: int) -> Tensor:
+    """The first ``k`` clips of ``order``, ascending (``k`` clipped to ``N`` by slicing)."""
+    return order[:k].sort().values
+
+
+def _teacher_mean(video: VideoOutputs, indices: Tensor, student_clips: int) -> Decision:
+    return Decision(_teacher_probs(video, indices).mean(dim=0), indices.numel(), student_clips)
+
+
+def dense_teacher(video: VideoOutputs, knob=None, *, generator: torch.Generator | None = None) -> Decision:
+    """``P = (1/N) Σ_i softmax(z_T,i)`` over all clips; teacher ``N``, student 0."""
+    _check_no_knob("dense_teacher", knob)
+    return _teacher_mean(video, torch.arange(video.num_clips), 0)
+
+
+def dense_student(video: VideoOutputs, knob=None, *, generator: torch.Generator | None = None) -> Decision:
+    """``P = (1/N) Σ_i softmax(z_S,i)`` over all clips; teacher 0, student ``N``."""
+    _check_no_knob("dense_student", knob)
+    return Decision(video.student_probs.mean(dim=0), 0, video.num_clips)
+
+
+def uniform_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+    """Teacher mean over clips ``⌊(j + ½)·N/k⌋``, ``j < k`` (evenly spaced); teacher ``min(k, N)``, student 0."""
+    k = min(_check_k("uniform_k", k), video.num_clips)
+    indices = torch.div((2 * torch.arange(k) + 1) * video.num_clips, 2 * k, rounding_mode="floor")
+    return _teacher_mean(video, indices, 0)
+
+
+def random_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+    """Teacher mean over ``min(k, N)`` clips drawn without replacement from ``generator``; student 0.
+
+    Without a generator the global torch RNG is used.
+    """
+    k = _check_k("random_k", k)
+    return _teacher_mean(video, _top(torch.randperm(video.num_clips, generator=generator), k), 0)
+
+
+def sampler_maxprob(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+    """Teacher mean over the top-k clips by student ``max_k p_i[k]`` (SCSampler-style); student ``N``."""
+    k = _check_k("sampler_maxprob", k)
+    return _teacher_mean(video, _top(video.order_by_maxprob, k), video.num_clips)
+
+
+def cd_topk(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+    """Top-k clips ``S`` by distilled score ``s``; ``P = Σ_{i∈S} s_i q_i / Σ_{i∈S} s_i``; student ``N``."""
+    k = _check_k("cd_topk", k)
+    _require_score("cd_topk", video)
+    indices = _top(video.order_by_score, k)
+    weights = video.score_weights[indices]
+    probs = (weights * _teacher_probs(video, indices)).sum(dim=0) / weights.sum()
+    return Decision(probs, indices.numel(), video.num_clips)
+
+
+def cd_gate(
+    video: VideoOutputs,
+    knob: tuple[float, int],
+    *,
+    generator: torch.Generator | None = None,
+    student_weight: float = 1.0,
+) -> Decision:
+    """The method: video-level early exit, else teacher on the top-k clips by ``s``, combined by confidence.
+
+    With ``p_i = softmax(z_S,i)``, ``q_i = softmax(z_T,i)`` and scores ``s_i``:
+
+    1. ``P_S = Σ_i s_i p_i / Σ_i s_i`` and ``c = max_k P_S[k]``.
+    2. If ``c ≥ θ``: early exit, ``P = P_S``; teacher 0, student ``N``.
+       ``θ > 1`` never exits, ``θ ≤ 0`` always does.
+    3. Else the teacher runs on the top-k clips ``S`` by ``s`` and
+       ``P ∝ Σ_{i∈S} s_i q_i + λ·Σ_{i∉S} s_i p_i`` (normalised to sum to 1),
+       ``λ = student_weight``; teacher ``min(k, N)``, student ``N``.
+       ``λ = 0`` is :func:`cd_topk`; at ``k ≥ N`` the student term is empty.
+    """
+    try:
+        theta, k = knob
+    except (TypeError, ValueError):
+        raise ConfigError(f"cd_gate: knob must be a pair (theta, k), got {knob!r}") from None
+    if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or math.isnan(theta):
+        raise ConfigError(f"cd_gate: knob theta must be a number, got {theta!r}")
+    k = _check_k("cd_gate", k)
+    if isinstance(student_weight, bool) or not isinstance(student_weight, numbers.Real) or not student_weight >= 0:
+        raise ConfigError(f"cd_gate: student_weight must be a number >= 0, got {student_weight!r}")
+    _require_score("cd_gate", video)
+    estimate, confidence = video.student_estimate
+    if confidence >= theta:
+        return Decision(estimate, 0, video.num_clips)
+    indices = _top(video.order_by_score, k)
+    combined = (video.score_weights[indices] * _teacher_probs(video, indices)).sum(dim=0)
+    if student_weight > 0 and k < video.num_clips:
+        rest = video.order_by_score[k:]
+        combined = combined + student_weight * video.weighted_student_probs[rest].sum(dim=0)
+    return Decision(combined / combined.sum(), indices.numel(), video.num_clips)
+
+
+def oracle(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+    """Teacher mean over the top-k clips by the teacher's own ``q_i[y]`` (needs the label).
+
+    A reference ceiling, not a method: it runs the teacher on all ``N`` clips
+    to choose, but is charged the ideal selector's cost, teacher ``min(k, N)``
+    and student 0. It maximises the mean true-class probability
+    ``(1/k) Σ_{i∈S} q_i[y]`` over all k-subsets. That bounds the accuracy of the
+    plain-mean policies only for ``K = 2``: with ``K ≥ 3`` a higher mean
+    ``q[y]`` can still lose the argmax, and the weighted ``cd_topk``/``cd_gate``
+    are not bounded either (counterexamples in ``tests/test_gating.py``).
+    """
+    k = _check_k("oracle", k)
+    if video.label is None:
+        raise ConfigError("oracle: needs the video label; this video has none")
+    probs = _teacher_probs(video, torch.arange(video.num_clips))
+    chosen = _top(_descending(probs[:, video.label]), k)
+    return Decision(probs[chosen].mean(dim=0), chosen.numel(), 0)
+
+
+Policy = Callable[..., Decision]
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A registered policy: its function, knob and what it consumes.
+
+    ``knob``: ``"k"``, ``"theta,k"`` or None. ``student``: which student's
+    outputs it uses (None, ``"ce"`` or ``"cd"``).
+    """
+
+    name: str
+    fn: Policy
+    knob: str | None
+    student: str | None
+    needs_score: bool
+    needs_label: bool
+    description: str
+
+    def knob_values(self, num_clips: int, thetas: Sequence[float] = ()) -> list:
+        """The full sweep: ``[None]``, ``k = 1..N``, or every ``(θ, k)`` with ``θ`` in ``thetas``, ``k = 1..N``."""
+        ks = list(range(1, num_clips + 1))
+        if self.knob is None:
+            return [None]
+        if self.knob == "k":
+            return ks
+        return [(theta, k) for theta in thetas for k in ks]
+
+
+POLICIES: dict[str, PolicySpec] = {
+    spec.name: spec
+    for spec in [
+        PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
+        PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
+        PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
+        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips"),
+        PolicySpec(
+            "sampler_maxprob", sampler_maxprob, "k", "ce", False, False, "teacher on the top-k clips by student max-softmax"
+        ),
+        PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
+        PolicySpec(
+            "cd_gate", cd_gate, "theta,k", "cd", True, False, "early exit at student confidence theta, else cd_topk + student"
+        ),
+        PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
+    ]
+}
+
+
+def list_policies() -> list[str]:
+    """Names of the registered policies."""
+    return list(POLICIES)
+
+
+def get_policy(name: str) -> PolicySpec:
+    """The :class:`PolicySpec` registered as ``name``; :class:`ConfigError` if there is none."""
+    try:
+        return POLICIES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"policy: unknown policy {name!r}; expected one of {', '.join(POLICIES)}") from None
+
+
+@contextmanager
+def _single_thread():
+    """Run torch on one intra-op thread, then restore the previous count.
+
+    Policies work on tensors of a few dozen numbers; some kernels (softmax,
+    max over a dim) still fork a parallel region per call, which costs
+    milliseconds when the other cores are busy.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_policy(
+    name: str,
+    videos: Sequence[VideoOutputs],
+    knob,
+    *,
+    seed: int = 0,
+    repeats: int = 1,
+    **kwargs,
+) -> dict[str, float]:
+    """One operating point over many videos: ``accuracy``, ``teacher_clips_per_video``, ``student_clips_per_video``.
+
+    ``accuracy`` is the fraction of videos whose prediction equals their label
+    (every video needs one). For ``random_k`` the three numbers are averaged over
+    ``repeats`` draws; draw ``r`` uses one ``torch.Generator`` seeded with
+    ``seed·1000003 + r``, consumed over the videos in order. Other policies are
+    deterministic and run once. ``kwargs`` go to the policy (``student_weight``).
+    Evaluation runs torch on one thread (restored afterwards): the tensors are
+    tiny, and intra-op parallelism only adds overhead.
+    """
+    spec = get_policy(name)
+    if not videos:
+        raise ValueError("videos: expected at least one video")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats: expected an integer >= 1, got {repeats!r}")
+    if any(video.label is None for video in videos):
+        raise ConfigError("run_policy: accuracy needs every video's label; some have none")
+    draws = repeats if spec.fn is random_k else 1
+    correct = teacher = student = 0
+    with _single_thread():
+        for repeat in range(draws):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.fn is random_k else None
+            for video in videos:
+                decision = spec.fn(video, knob, generator=generator, **kwargs)
+                correct += decision.prediction == video.label
+                teacher += decision.teacher_clips
+                student += decision.student_clips
+    total = draws * len(videos)
+    return {
+        "accuracy": correct / total,
+        "teacher_clips_per_video": teacher / total,
+        "student_clips_per_video": student / total,
+    }

@@ -1,0 +1,338 @@
+"""Gating policies: outputs against direct computations, exact cost counts, edge cases."""
+
+import math
+
+import pytest
+import torch
+
+from cdlib.errors import ConfigError
+from cdlib.gating import (
+    POLICIES,
+    Decision,
+    VideoOutputs,
+    cd_gate,
+    cd_topk,
+    dense_student,
+    dense_teacher,
+    get_policy,
+    list_policies,
+    oracle,
+    random_k,
+    run_policy,
+    sampler_maxprob,
+    uniform_k,
+)
+
+THETAS = (0.5, 0.9, 1.01)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Policies work on tiny tensors; on a busy machine torch's per-op thread forks cost ms (see run_policy)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+PLAIN_MEAN_TOPK = ("uniform_k", "random_k", "sampler_maxprob")
+
+
+def _video(n=12, k_classes=6, seed=0, label=None, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    student = torch.randn(n, k_classes, generator=g) * scale
+    teacher = torch.randn(n, k_classes, generator=g) * scale
+    score = torch.rand(n, generator=g)
+    if label is None:
+        label = int(torch.randint(0, k_classes, (1,), generator=g))
+    return VideoOutputs.precomputed(student, teacher, score, label)
+
+
+class CountingTeacher:
+    """Wraps teacher logits and records every call's indices."""
+
+    def __init__(self, logits):
+        self.logits = logits
+        self.calls = []
+
+    def __call__(self, indices):
+        self.calls.append(indices.tolist())
+        return self.logits[indices]
+
+
+def _counted(video):
+    teacher = CountingTeacher(video.teacher.logits)
+    return VideoOutputs(video.student_logits, teacher, video.student_score, video.label), teacher
+
+
+def _run(name, video, knob, **kwargs):
+    return get_policy(name).fn(video, knob, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+@pytest.mark.parametrize("name", PLAIN_MEAN_TOPK + ("oracle",))
+def test_top_k_at_k_equal_n_is_dense_teacher(name):
+    video = _video(n=9)
+    dense = dense_teacher(video)
+    decision = _run(name, video, 9)
+    torch.testing.assert_close(decision.probs, dense.probs)
+    assert decision.teacher_clips == dense.teacher_clips == 9
+
+
+def test_dense_policies_against_direct_means():
+    video = _video()
+    torch.testing.assert_close(dense_teacher(video).probs, video.teacher.logits.softmax(1).mean(0))
+    torch.testing.assert_close(dense_student(video).probs, video.student_logits.softmax(1).mean(0))
+    assert (dense_teacher(video).teacher_clips, dense_teacher(video).student_clips) == (12, 0)
+    assert (dense_student(video).teacher_clips, dense_student(video).student_clips) == (0, 12)
+
+
+def test_cd_topk_at_k_equal_n_is_the_score_weighted_mean():
+    video = _video(n=8)
+    s = video.student_score
+    expected = (s[:, None] * video.teacher.logits.softmax(1)).sum(0) / s.sum()
+    torch.testing.assert_close(cd_topk(video, 8).probs, expected)
+
+
+def test_cd_topk_against_direct_selection():
+    video = _video(n=10, seed=4)
+    s = video.student_score.tolist()
+    chosen = sorted(range(10), key=lambda i: -s[i])[:4]
+    q = video.teacher.logits.softmax(1)
+    expected = sum(s[i] * q[i] for i in chosen) / sum(s[i] for i in chosen)
+    torch.testing.assert_close(cd_topk(video, 4).probs, expected)
+
+
+@pytest.mark.parametrize("student_weight", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_cd_gate_without_exit_against_the_formula(student_weight, k):
+    video = _video(n=10, seed=7)
+    s = video.student_score.tolist()
+    chosen = sorted(range(10), key=lambda i: -s[i])[:k]
+    p, q = video.student_logits.softmax(1), video.teacher.logits.softmax(1)
+    combined = sum(s[i] * q[i] for i in chosen) + student_weight * sum(
+        (s[i] * p[i] for i in range(10) if i not in chosen), torch.zeros(p.shape[1])
+    )
+    decision = cd_gate(video, (1.01, k), student_weight=student_weight)
+    torch.testing.assert_close(decision.probs, combined / combined.sum())
+    assert (decision.teacher_clips, decision.student_clips) == (k, 10)
+    if student_weight == 0.0:
+        torch.testing.assert_close(decision.probs, cd_topk(video, k).probs)
+
+
+def test_cd_gate_early_exit_threshold():
+    video = _video(n=6, seed=2, scale=1.0)
+    s, p = video.student_score, video.student_logits.softmax(1)
+    estimate = (s[:, None] * p).sum(0) / s.sum()
+    c = float(estimate.max())
+    for theta in (0.0, c / 2, c):  # θ ≤ c: exit, student estimate, no teacher
+        video, teacher = _counted(video)
+        decision = cd_gate(video, (theta, 2))
+        torch.testing.assert_close(decision.probs, estimate)
+        assert (decision.teacher_clips, decision.student_clips) == (0, 6)
+        assert teacher.calls == []
+    for theta in (math.nextafter(c, 2.0), 1.01):
+        decision = cd_gate(video, (theta, 2))
+        assert decision.teacher_clips == 2
+
+
+def test_cd_gate_never_exits_above_one_even_when_the_student_is_certain():
+    certain = torch.full((4, 3), -1e4)
+    certain[:, 0] = 1e4
+    video = VideoOutputs.precomputed(certain, torch.randn(4, 3), torch.rand(4), 0)
+    assert cd_gate(video, (1.0, 2)).teacher_clips == 0  # c = 1 ≥ θ = 1
+    assert cd_gate(video, (1.01, 2)).teacher_clips == 2
+
+
+def test_cost_counts_are_exact():
+    """The teacher is called once with exactly `teacher_clips` unique ascending indices (never on early exit)."""
+    base = _video(n=7, seed=11)
+    for name, spec in POLICIES.items():
+        for knob in spec.knob_values(base.num_clips, thetas=(0.0, 0.5, 1.01)):
+            video, teacher = _counted(base)
+            decision = _run(name, video, knob)
+            if name == "oracle":  # documented convention: selects with all N, charged k
+                assert teacher.calls == [list(range(7))]
+                assert decision.teacher_clips == knob
+                continue
+            if decision.teacher_clips == 0:
+                assert teacher.calls == []
+            else:
+                assert len(teacher.calls) == 1
+                (indices,) = teacher.calls
+                assert indices == sorted(set(indices)) and len(indices) == decision.teacher_clips
+            expected_student = {None: 0, "ce": 7, "cd": 7}[spec.student]
+            assert decision.student_clips == expected_student, name
+
+
+def test_uniform_k_indices():
+    video, teacher = _counted(_video(n=12))
+    uniform_k(video, 5)
+    assert teacher.calls == [[1, 3, 6, 8, 10]]  # ⌊(j + ½)·12/5⌋
+
+
+def test_ties_pick_the_first_clips():
+    n = 6
+    flat = torch.zeros(n, 4)
+    video = VideoOutputs(flat, CountingTeacher(flat), torch.full((n,), 0.5), 2)
+    for policy in (sampler_maxprob, cd_topk, oracle):
+        video, teacher = _counted(video)
+        policy(video, 3)
+        assert teacher.calls[-1] == ([0, 1, 2] if policy is not oracle else list(range(n)))
+    video, teacher = _counted(video)
+    cd_gate(video, (1.01, 3))
+    assert teacher.calls == [[0, 1, 2]]
+    # oracle among clips with exactly tied q[0] = ½ but different rivals: the first two are averaged
+    off = -1e4
+    teacher_logits = torch.tensor([[0, off, 0], [0, 0, off], [0, off, 0], [-5, 0, 0]])
+    tied = VideoOutputs.precomputed(torch.zeros(4, 3), teacher_logits, label=0)
+    torch.testing.assert_close(oracle(tied, 2).probs, torch.tensor([0.5, 0.25, 0.25]))
+
+
+@pytest.mark.parametrize("name", [n for n in POLICIES if POLICIES[n].knob is not None])
+def test_videos_with_fewer_clips_than_k(name):
+    video = _video(n=3, seed=5)
+    knob = (1.01, 5) if name == "cd_gate" else 5
+    decision = _run(name, video, knob)
+    assert decision.teacher_clips == 3
+    reference = cd_topk(video, 3) if name.startswith("cd_") else dense_teacher(video)
+    torch.testing.assert_close(decision.probs, reference.probs)
+
+
+def test_random_k_is_deterministic_per_seed():
+    video = _video(n=12)
+
+    def draw(seed):
+        counted, teacher = _counted(video)
+        random_k(counted, 4, generator=torch.Generator().manual_seed(seed))
+        return teacher.calls[0]
+
+    assert draw(3) == draw(3)
+    assert len({tuple(draw(seed)) for seed in range(10)}) > 1
+
+
+def test_oracle_maximises_the_mean_true_class_probability():
+    """Per video and k, no plain-mean policy's clip set has a higher mean q[y] than the oracle's (any K)."""
+    for seed in range(40):
+        base = _video(n=8, k_classes=5, seed=seed)
+        for k in range(1, 9):
+            bound = float(oracle(base, k).probs[base.label])
+            for name in PLAIN_MEAN_TOPK:
+                assert float(_run(name, base, k).probs[base.label]) <= bound + 1e-6
+
+
+def test_oracle_accuracy_bounds_plain_mean_policies_for_two_classes():
+    """With K = 2, correct ⇔ mean q[y] > ½, so maximising mean q[y] maximises accuracy."""
+    videos = [_video(n=8, k_classes=2, seed=seed, scale=2.0) for seed in range(150)]
+    for k in range(1, 9):
+        bound = run_policy("oracle", videos, k)["accuracy"]
+        for name in PLAIN_MEAN_TOPK:
+            assert run_policy(name, videos, k, repeats=3)["accuracy"] <= bound
+
+
+def test_oracle_is_not_an_accuracy_bound_in_general():
+    """What is not true, pinned down so the book does not claim it.
+
+    (a) With K ≥ 3 a higher mean q[y] need not win the argmax: the oracle takes
+    clips where y narrowly loses to one rival over clips where y wins against a
+    split field. (b) cd_topk's weighted mean can exceed the oracle's plain mean
+    q[y] by down-weighting its worse clips. (c) cd_gate mixes in student
+    probabilities, which the oracle never sees. So the oracle is a reference
+    ceiling for selection by q[y], not a strict bound on every policy.
+    """
+    # (a) label 0; clips 0-1: (0.45, 0.55, 0), clips 2-3: (0.44, 0.28, 0.28)
+    q = torch.tensor([[0.45, 0.55, 1e-9], [0.45, 0.55, 1e-9], [0.44, 0.28, 0.28], [0.44, 0.28, 0.28]])
+    video = VideoOutputs.precomputed(torch.zeros(4, 3), q.log(), torch.ones(4), label=0)
+    assert oracle(video, 2).prediction == 1
+    assert uniform_k(video, 2).prediction == 0  # clips ⌊0.5·4/2⌋, ⌊1.5·4/2⌋ = 1, 3
+    # (b) q[y] = 0.9, 0.8, 0.1; scores pick {0, 2} and nearly ignore clip 2
+    q = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    video = VideoOutputs.precomputed(torch.zeros(3, 2), q.log(), torch.tensor([1.0, 1e-4, 1e-3]), label=0)
+    assert float(cd_topk(video, 2).probs[0]) > float(oracle(video, 2).probs[0])
+    # (c) the teacher is wrong on every clip, the student right: only cd_gate can be right
+    wrong = torch.tensor([[0.4, 0.6]] * 3).log()
+    right = torch.tensor([[5.0, 0.0]] * 3)
+    video = VideoOutputs.precomputed(right, wrong, torch.tensor([0.1, 0.9, 0.9]), label=0)
+    assert oracle(video, 1).prediction == 1
+    assert cd_gate(video, (1.01, 1)).prediction == 0
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_every_policy_runs_on_its_first_and_last_knob(name):
+    spec = get_policy(name)
+    video = _video(n=5, seed=1)
+    knobs = spec.knob_values(video.num_clips, THETAS)
+    for knob in (knobs[0], knobs[-1]):
+        decision = spec.fn(video, knob, generator=torch.Generator().manual_seed(0))
+        assert isinstance(decision, Decision)
+        assert decision.probs.shape == (6,)
+        assert float(decision.probs.sum()) == pytest.approx(1.0, abs=1e-5)
+        assert (decision.probs >= 0).all()
+        assert 0 <= decision.prediction < 6
+        assert 0 <= decision.teacher_clips <= 5 and decision.student_clips in (0, 5)
+    assert spec.needs_score == (spec.student == "cd" and name != "dense_student")
+    assert spec.needs_label == (name == "oracle")
+    assert spec.description
+
+
+def test_knob_values():
+    assert get_policy("dense_teacher").knob_values(4, THETAS) == [None]
+    assert get_policy("uniform_k").knob_values(4, THETAS) == [1, 2, 3, 4]
+    gate = get_policy("cd_gate").knob_values(3, (0.5, 1.01))
+    assert gate == [(0.5, 1), (0.5, 2), (0.5, 3), (1.01, 1), (1.01, 2), (1.01, 3)]
+
+
+def test_registry_and_bad_arguments():
+    assert list_policies() == list(POLICIES)
+    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "cd"}
+    with pytest.raises(ConfigError, match="'nope'"):
+        get_policy("nope")
+    with pytest.raises(ConfigError, match="'nope'"):
+        run_policy("nope", [_video()], 1)
+    video = _video(n=4)
+    for name in ("uniform_k", "random_k", "sampler_maxprob", "cd_topk", "oracle"):
+        with pytest.raises(ConfigError, match=f"{name}.*k"):
+            _run(name, video, 0)
+    with pytest.raises(ConfigError, match="cd_gate.*k"):
+        cd_gate(video, (0.5, 0))
+    with pytest.raises(ConfigError, match="cd_gate.*pair"):
+        cd_gate(video, 3)
+    with pytest.raises(ConfigError, match="student_weight"):
+        cd_gate(video, (0.5, 1), student_weight=-1.0)
+    with pytest.raises(ConfigError, match="dense_teacher.*knob"):
+        dense_teacher(video, 3)
+    no_score = VideoOutputs.precomputed(video.student_logits, video.teacher.logits, label=1)
+    with pytest.raises(ConfigError, match="cd_topk.*student_score"):
+        cd_topk(no_score, 2)
+    no_label = VideoOutputs.precomputed(video.student_logits, video.teacher.logits)
+    with pytest.raises(ConfigError, match="oracle.*label"):
+        oracle(no_label, 2)
+    with pytest.raises(ConfigError, match="label"):
+        run_policy("dense_teacher", [no_label], None)
+    with pytest.raises(ValueError, match="student_score"):
+        VideoOutputs.precomputed(video.student_logits, video.teacher.logits, torch.rand(3))
+
+
+def test_run_policy_against_a_loop():
+    videos = [_video(n=6, seed=seed) for seed in range(30)]
+    for name, knob in [("dense_teacher", None), ("cd_gate", (0.6, 2)), ("sampler_maxprob", 3)]:
+        decisions = [_run(name, video, knob) for video in videos]
+        result = run_policy(name, videos, knob)
+        assert result["accuracy"] == pytest.approx(sum(d.prediction == v.label for d, v in zip(decisions, videos)) / 30)
+        assert result["teacher_clips_per_video"] == pytest.approx(sum(d.teacher_clips for d in decisions) / 30)
+        assert result["student_clips_per_video"] == pytest.approx(sum(d.student_clips for d in decisions) / 30)
+    assert run_policy("cd_gate", videos, (1.01, 2), student_weight=0.0) == run_policy("cd_topk", videos, 2)
+
+
+def test_run_policy_random_k_averages_seeded_draws():
+    videos = [_video(n=6, seed=seed) for seed in range(30)]
+    once = run_policy("random_k", videos, 2, seed=5, repeats=1)
+    assert run_policy("random_k", videos, 2, seed=5, repeats=1) == once
+    assert run_policy("random_k", videos, 2, seed=5, repeats=4) == run_policy("random_k", videos, 2, seed=5, repeats=4)
+    draws = []
+    for repeat in range(4):
+        generator = torch.Generator().manual_seed(5 * 1_000_003 + repeat)
+        draws.append(sum(random_k(v, 2, generator=generator).prediction == v.label for v in videos) / 30)
+    assert run_policy("random_k", videos, 2, seed=5, repeats=4)["accuracy"] == pytest.approx(sum(draws) / 4)
+    assert draws[0] == once["accuracy"]
+    torch.set_num_threads(2)
+    run_policy("random_k", videos, 2)
+    assert torch.get_num_threads() == 2  # restored after its single-threaded evaluation
+    torch.set_num_threads(1)
