@@ -9,37 +9,8 @@ import argparse
 import json
 import sys
 
+from cdlib.cli import add_run_options, config_from_args
 from cdlib.errors import CdlibError
-
-
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """``--profile``, ``--seed``, ``--data``, ``--set`` and ``--artifacts``, shared by every run command."""
-    parser.add_argument("--profile", default="ci", choices=("ci", "full"), help="config profile (default: ci)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data generation, initialisation and order")
-    parser.add_argument(
-        "--data",
-        default=None,
-        metavar="SOURCE",
-        help="synthetic (default), ucf101:<root>[:fold], hmdb51:<root>:<split_dir>[:fold] or kinetics:<root>",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field by its dotted path, e.g. data.informative_fraction=0.2 (repeatable)",
-    )
-    parser.add_argument("--artifacts", default=None, metavar="DIR", help="artifact store (default: ./artifacts)")
-
-
-def config_from_args(args: argparse.Namespace):
-    from cdlib.config import apply_overrides, profile_config
-
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.insert(0, f"data.source={args.data}")
-    return apply_overrides(profile_config(args.profile, args.seed), overrides)
 
 
 def store_from_args(args: argparse.Namespace):

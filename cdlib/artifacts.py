@@ -52,7 +52,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it to ``path``: readers see
+    the old file or the complete new one, never half a file (the temporary file is removed on failure)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -69,8 +72,8 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically, with a ``.sha256`` sidecar written last."""
     path = Path(path)
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
-    _atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(_sha256(path)), mode="w")
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+    atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(_sha256(path)), mode="w")
 
 
 def verified_load(path: str | os.PathLike) -> Any:
@@ -131,7 +134,7 @@ class ArtifactStore:
         directory = self.directory(kind, spec)
         atomic_save(payload, directory / PAYLOAD)
         text = json.dumps({"kind": kind, "spec": spec}, indent=1, sort_keys=True, default=str)
-        _atomic_write(directory / "spec.json", lambda h: h.write(text), mode="w")
+        atomic_write(directory / "spec.json", lambda h: h.write(text), mode="w")
         return directory
 
     def get_or_create(self, kind: str, spec: dict, build: Callable[[Path], Any]) -> Any:

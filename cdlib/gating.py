@@ -277,7 +277,7 @@ class PolicySpec:
     """A registered policy: its function, knob and what it consumes.
 
     ``knob``: ``"k"``, ``"theta,k"`` or None. ``student``: which student's
-    outputs it uses (None, ``"ce"`` or ``"cd"``).
+    outputs it uses (None, or a student variant: ``"ce"``, ``"kd"``, ``"cd"``).
     """
 
     name: str
@@ -306,7 +306,12 @@ POLICIES: dict[str, PolicySpec] = {
         PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
         PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips"),
         PolicySpec(
-            "sampler_maxprob", sampler_maxprob, "k", "ce", False, False, "teacher on the top-k clips by student max-softmax"
+            "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
+            "teacher on the top-k clips by the CE student's max-softmax",
+        ),
+        PolicySpec(
+            "sampler_kd", sampler_maxprob, "k", "kd", False, False,
+            "teacher on the top-k clips by the KD student's max-softmax",
         ),
         PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
         PolicySpec(

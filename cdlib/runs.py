@@ -21,15 +21,17 @@ from torch import nn
 from cdlib.artifacts import ArtifactStore, code_version
 from cdlib.config import Config, TrainConfig, config_hash
 from cdlib.data import ClipBank, build_dataset
+from cdlib.data.layouts import normalize_source
 from cdlib.losses import ConfidenceDistillationLoss
-from cdlib.models import create_model
+from cdlib.models import create_model, model_fingerprint
 from cdlib.progress import log
-from cdlib.train import predict, set_determinism, train_model
+from cdlib.errors import ConfigError
+from cdlib.train import CLIP_CHOICES, predict, set_determinism, train_model
 
 #: the student ladder of DESIGN.md §1.2: labels only, + distillation, + confidence head
 STUDENT_VARIANTS = ("ce", "kd", "cd")
 
-_MODEL_CODE = ("cdlib.models", "cdlib.train")
+_MODEL_CODE = ("cdlib.train",)
 _DATA_CODE = ("cdlib.data.base", "cdlib.data.synthetic")
 
 
@@ -37,8 +39,18 @@ def _store(store: ArtifactStore | None) -> ArtifactStore:
     return store if store is not None else ArtifactStore()
 
 
-def data_spec(cfg: Config) -> dict:
-    return {"data": dataclasses.asdict(cfg.data), "seed": cfg.seed}
+#: data fields that change the test split only: models and the train/val banks do not depend on them
+TEST_ONLY_FIELDS = ("test_shift", "test_informative_fraction", "num_test")
+
+
+def data_spec(cfg: Config, split: str = "train") -> dict:
+    """What determines the clips of ``split`` (for ``train``: everything a trained model depends on)."""
+    data = dataclasses.asdict(cfg.data)
+    data["source"] = normalize_source(data["source"])
+    if split != "test":
+        for name in TEST_ONLY_FIELDS:
+            del data[name]
+    return {"data": data, "seed": cfg.seed}
 
 
 # ----------------------------------------------------------------------------- data
@@ -66,7 +78,7 @@ def get_bank(cfg: Config, split: str, store: ArtifactStore | None = None) -> Cli
     """All clips of ``split`` in memory (synthetic banks are cached on disk, real videos decoded once)."""
     import json
 
-    spec = data_spec(cfg)
+    spec = data_spec(cfg, split)
     return _bank_cached(str(_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True))
 
 
@@ -95,6 +107,7 @@ def teacher_spec(cfg: Config) -> dict:
     return {
         "role": "teacher",
         "model": cfg.teacher,
+        "model_code": model_fingerprint(cfg.teacher),
         "train": dataclasses.asdict(cfg.teacher_train),
         **data_spec(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE),
@@ -151,14 +164,36 @@ def loss_weights(cfg: Config, variant: str) -> dict:
     raise ValueError(f"unknown student variant {variant!r}; expected one of {', '.join(STUDENT_VARIANTS)}")
 
 
+def student_train_config(cfg: Config, variant: str) -> TrainConfig:
+    """Training settings of a student variant: ``cfg.student_train``, except which clips the CE student sees.
+
+    The CE student learns from labels alone, like the teacher, so by default
+    (``cfg.ce_student_clips = "teacher"``) it trains on the clips the teacher
+    trains on. Given the video's label on every clip of an untrimmed video, a
+    student this small stays near chance: most clips show no action or another
+    class's motion, and nothing tells it which (the book's distillation chapter
+    measures it with ``ce_student_clips = "all"``). The KD and CD students train
+    on ``cfg.student_train.clips``, where the teacher's outputs say what each
+    clip shows.
+    """
+    loss_weights(cfg, variant)  # validates the variant
+    if variant != "ce":
+        return cfg.student_train
+    choice = cfg.ce_student_clips
+    if choice not in ("teacher", *CLIP_CHOICES):
+        raise ConfigError(f"ce_student_clips must be one of teacher, {', '.join(CLIP_CHOICES)}; got {choice!r}")
+    return dataclasses.replace(cfg.student_train, clips=cfg.teacher_train.clips if choice == "teacher" else choice)
+
+
 def student_spec(cfg: Config, variant: str) -> dict:
     weights = loss_weights(cfg, variant)
     spec = {
         "role": "student",
         "variant": variant,
         "model": cfg.student,
+        "model_code": model_fingerprint(cfg.student),
         "loss": weights,
-        "train": dataclasses.asdict(cfg.student_train),
+        "train": dataclasses.asdict(student_train_config(cfg, variant)),
         **data_spec(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE, "cdlib.losses"),
     }
@@ -171,7 +206,8 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
     """A student of the ladder: ``ce`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
 
     All variants start from the same initialisation (seeded by ``cfg.seed`` and the
-    student's name) and see the same clips in the same order.
+    student's name); the KD and CD students see the same clips in the same order,
+    the CE student the teacher's clips (:func:`student_train_config`).
     """
     weights = loss_weights(cfg, variant)
     bank = get_bank(cfg, "train", store)
@@ -195,7 +231,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
         return objective
 
     init_seed = cfg.seed * 1000 + sum(map(ord, cfg.student))
-    return _fit(cfg.student, student_spec(cfg, variant), cfg, cfg.student_train, objective_for, init_seed,
+    return _fit(cfg.student, student_spec(cfg, variant), cfg, student_train_config(cfg, variant), objective_for, init_seed,
                 f"student-{variant}", store)
 
 

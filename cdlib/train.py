@@ -19,7 +19,7 @@ from torch import nn
 from cdlib.artifacts import atomic_save, discard, verified_load
 from cdlib.config import TrainConfig
 from cdlib.data.base import ClipBank
-from cdlib.errors import ArtifactError
+from cdlib.errors import ArtifactError, ConfigError
 from cdlib.models import preprocess
 from cdlib.progress import log, progress_bar
 
@@ -44,19 +44,34 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
 
-def epoch_order(bank: ClipBank, clips_per_video: int, generator: torch.Generator) -> torch.Tensor:
-    """Clip indices of one epoch in random order; at most ``clips_per_video`` per video (0: all)."""
-    keys = torch.rand(len(bank.video), generator=generator)
-    if clips_per_video > 0:
+CLIP_CHOICES = ("all", "action")
+
+
+def eligible_clips(bank: ClipBank, clips: str) -> torch.Tensor:
+    """Indices of the clips a model trains on: ``all``, or ``action`` (clips not known to lack the action)."""
+    if clips not in CLIP_CHOICES:
+        raise ConfigError(f"train.clips must be one of {', '.join(CLIP_CHOICES)}, got {clips!r}")
+    if clips == "all":
+        return torch.arange(len(bank.video))
+    return torch.nonzero(bank.informative != 0).squeeze(1)
+
+
+def epoch_order(bank: ClipBank, train_cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Clip indices of one epoch in random order: the eligible clips (``train_cfg.clips``),
+    at most ``train_cfg.clips_per_video`` of them per video (0: all)."""
+    candidates = eligible_clips(bank, train_cfg.clips)
+    keys = torch.rand(len(candidates), generator=generator)
+    by_key = candidates[torch.argsort(keys)]
+    if train_cfg.clips_per_video > 0:
         # Rank each clip inside its video by its random key; keep the first ones.
-        by_key = torch.argsort(keys)
         grouped = by_key[torch.argsort(bank.video[by_key], stable=True)]
         counts = torch.bincount(bank.video[grouped])
+        counts = counts[counts > 0]
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(len(grouped)) - starts.repeat_interleave(counts)
-        chosen = grouped[rank < clips_per_video]
+        chosen = grouped[rank < train_cfg.clips_per_video]
         return chosen[torch.randperm(len(chosen), generator=generator)]
-    return torch.argsort(keys)
+    return by_key
 
 
 def learning_rate(base_lr: float, step: int, total_steps: int) -> float:
@@ -123,7 +138,7 @@ def train_model(
     runs after each checkpoint (tests use it to interrupt a run).
     """
     if train_cfg.epochs < 1 or train_cfg.batch_size < 1 or train_cfg.lr <= 0:
-        raise ValueError(f"invalid training config {train_cfg}")
+        raise ConfigError(f"train: epochs and batch_size must be >= 1 and lr > 0, got {train_cfg}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     history: list[dict] = []
     first_epoch = 0
@@ -137,13 +152,13 @@ def train_model(
             first_epoch = state["epoch"] + 1
             log(f"{desc}: resuming after epoch {first_epoch}")
 
-    steps_per_epoch = len(epoch_order(bank, train_cfg.clips_per_video, torch.Generator().manual_seed(0)))
-    steps_per_epoch = math.ceil(steps_per_epoch / train_cfg.batch_size)
+    clips_per_epoch = len(epoch_order(bank, train_cfg, torch.Generator().manual_seed(0)))
+    steps_per_epoch = math.ceil(clips_per_epoch / train_cfg.batch_size)
     total_steps = steps_per_epoch * train_cfg.epochs
     for epoch in range(first_epoch, train_cfg.epochs):
         generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         torch.manual_seed(epoch_seed(seed, epoch))  # dropout noise of this epoch
-        order = epoch_order(bank, train_cfg.clips_per_video, generator)
+        order = epoch_order(bank, train_cfg, generator)
         model.train()
         totals: dict[str, float] = {}
         seen = 0

@@ -33,7 +33,7 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-PLAIN_MEAN_TOPK = ("uniform_k", "random_k", "sampler_maxprob")
+PLAIN_MEAN_TOPK = ("uniform_k", "random_k", "sampler_maxprob", "sampler_kd")
 
 
 def _video(n=12, k_classes=6, seed=0, label=None, scale=3.0):
@@ -158,7 +158,7 @@ def test_cost_counts_are_exact():
                 assert len(teacher.calls) == 1
                 (indices,) = teacher.calls
                 assert indices == sorted(set(indices)) and len(indices) == decision.teacher_clips
-            expected_student = {None: 0, "ce": 7, "cd": 7}[spec.student]
+            expected_student = {None: 0, "ce": 7, "kd": 7, "cd": 7}[spec.student]
             assert decision.student_clips == expected_student, name
 
 
@@ -281,7 +281,7 @@ def test_knob_values():
 
 def test_registry_and_bad_arguments():
     assert list_policies() == list(POLICIES)
-    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "cd"}
+    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "kd", "cd"}
     with pytest.raises(ConfigError, match="'nope'"):
         get_policy("nope")
     with pytest.raises(ConfigError, match="'nope'"):

@@ -16,6 +16,7 @@ from cdlib.data.layouts import (
     UCF101Videos,
     build_layout_dataset,
     hold_out_val,
+    normalize_source,
     parse_source,
     video_group,
 )
@@ -186,6 +187,18 @@ def test_build_dataset_with_relative_path(ucf_tree, cache, monkeypatch):
 )
 def test_parse_source(source, kind, kwargs):
     assert parse_source(source) == (kind, kwargs)
+    # made absolute, the source names the same data with the same fields
+    absolute = normalize_source(source)
+    assert parse_source(absolute)[0] == kind and normalize_source(absolute) == absolute
+    assert {k: v for k, v in parse_source(absolute)[1].items() if k != "fold"} == {
+        k: (str(Path(v).absolute()) if isinstance(v, str) else v) for k, v in kwargs.items() if k != "fold"}
+    assert parse_source(absolute)[1].get("fold") == kwargs.get("fold")
+
+
+def test_normalize_source_resolves_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert normalize_source("ucf101:data/ucf:1") == f"ucf101:{tmp_path}/data/ucf:1"
+    assert normalize_source("synthetic") == "synthetic"
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ import torch
 
 from cdlib.cost import flops_per_clip
 from cdlib.errors import ConfigError
-from cdlib.models import create_model, list_models, model_spec, preprocess
+from cdlib.models import create_model, list_models, model_spec, preprocess, run_clips
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -58,3 +58,18 @@ def test_preprocess_layout_and_scale():
     x = preprocess(clips)
     assert x.shape == (2, 3, 8, 6, 7)
     assert x[:, 0].min() > 2 and x[:, 1].max() < -1  # red channel high, green low after normalising
+
+
+@pytest.mark.parametrize("name", ["c3d_small", "student_fusion"])
+def test_run_clips_gives_each_clip_the_output_of_a_plain_forward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).eval()
+    x = torch.randn(3, 3, 8, 32, 32)
+    with torch.no_grad():
+        batch = model(x)
+        single = run_clips(model, x[1:2])
+        full = run_clips(model, x)
+    for whole, one, again in zip(*(o if isinstance(o, tuple) else (o,) for o in (batch, single, full))):
+        assert one.shape[0] == 1
+        torch.testing.assert_close(one[0], whole[1], rtol=1e-4, atol=1e-5)
+        assert torch.equal(again, whole)

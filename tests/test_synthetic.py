@@ -152,6 +152,8 @@ BAD_KNOBS = [
     ("distractor_salience", -1.0),
     ("test_shift", 2.0),
     ("test_shift", -0.5),
+    ("test_informative_fraction", 1.5),
+    ("test_informative_fraction", -0.1),
     ("noise_level", -0.01),
     ("num_train", 5),  # fewer videos than classes (6)
     ("num_val", 0),
@@ -235,6 +237,22 @@ def test_test_shift_changes_only_the_test_split():
                 quiet += 1
                 changed += not torch.equal(va[j * T : (j + 1) * T], vb[j * T : (j + 1) * T])
     assert 0.35 < changed / quiet < 0.65
+
+
+def test_test_informative_fraction_changes_only_the_test_split():
+    base, other = small(informative_fraction=0.3), small(informative_fraction=0.3, test_informative_fraction=1.0)
+    for split in ("train", "val"):
+        a, b = SyntheticActionVideos(base, split, 0), SyntheticActionVideos(other, split, 0)
+        assert all(torch.equal(a.video(i), b.video(i)) for i in range(len(a)))
+        assert b.describe()["informative_fraction"] == 0.3
+    test = SyntheticActionVideos(other, "test", 0)
+    assert test.describe()["informative_fraction"] == 1.0
+    for i in range(len(test)):
+        m = test.meta(i)
+        assert (m.action_start, m.action_end) == (0, base.video_length) and m.informative.all()
+    # 0 means "the same as informative_fraction": the test split is the base one
+    a, b = SyntheticActionVideos(base, "test", 0), SyntheticActionVideos(small(informative_fraction=0.3), "test", 0)
+    assert torch.equal(a.video(0), b.video(0))
 
 
 def test_build_dataset_returns_synthetic_videos():

@@ -9,6 +9,7 @@ import torch
 
 from cdlib.config import TrainConfig
 from cdlib.data.base import ClipBank
+from cdlib.errors import ConfigError
 from cdlib.models import create_model
 from cdlib.train import epoch_order, learning_rate, set_determinism, train_model
 
@@ -68,18 +69,30 @@ def test_same_config_twice_gives_identical_weights_and_metrics():
 
 def test_other_seed_gives_other_order():
     bank = toy_bank()
-    a = epoch_order(bank, 2, torch.Generator().manual_seed(1))
-    b = epoch_order(bank, 2, torch.Generator().manual_seed(2))
+    a = epoch_order(bank, CFG, torch.Generator().manual_seed(1))
+    b = epoch_order(bank, CFG, torch.Generator().manual_seed(2))
     assert not torch.equal(a, b)
 
 
 def test_epoch_order_samples_clips_per_video():
     bank = toy_bank(num_videos=7, clips=5)
-    order = epoch_order(bank, 2, torch.Generator().manual_seed(0))
+    order = epoch_order(bank, TrainConfig(clips_per_video=2), torch.Generator().manual_seed(0))
     assert torch.bincount(bank.video[order]).tolist() == [2] * 7
     assert len(set(order.tolist())) == len(order)
-    full = epoch_order(bank, 0, torch.Generator().manual_seed(0))
+    full = epoch_order(bank, TrainConfig(), torch.Generator().manual_seed(0))
     assert sorted(full.tolist()) == list(range(35))
+
+
+def test_action_clips_exclude_only_clips_known_to_lack_the_action():
+    bank = toy_bank(num_videos=4, clips=3)
+    bank.informative = torch.tensor([1, 0, -1] * 4, dtype=torch.int8)
+    order = epoch_order(bank, TrainConfig(clips="action", clips_per_video=1), torch.Generator().manual_seed(0))
+    assert torch.bincount(bank.video[order]).tolist() == [1] * 4
+    assert set(bank.informative[order].tolist()) <= {1, -1}
+    everything = epoch_order(bank, TrainConfig(clips="action"), torch.Generator().manual_seed(0))
+    assert sorted(everything.tolist()) == [i for i in range(12) if i % 3 != 1]
+    with pytest.raises(ConfigError, match="clips"):
+        epoch_order(bank, TrainConfig(clips="some"), torch.Generator())
 
 
 def test_learning_rate_warms_up_and_decays():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,6 +214,22 @@ def test_export_synthetic_roundtrip(tmp_path, decode_cache_dir):
             assert label == want_label
             assert clips.shape == want.shape
             assert (clips.float() - want.float()).abs().mean() < 0.5  # ffv1/bgr0 is lossless
+
+
+def test_real_or_exported_source_falls_back_to_one_reused_export(tmp_path, weizmann_rgb_dir, monkeypatch):
+    from cdlib.data import export
+
+    assert export.real_or_exported_source(weizmann_rgb_dir, 2, None) == (f"ucf101:{weizmann_rgb_dir}:2", True)
+    assert export.default_real_data_root() == weizmann_rgb_dir.resolve()
+    assert export.real_or_exported_source("", 1, None) == (f"ucf101:{weizmann_rgb_dir.resolve()}:1", True)
+    cfg = _tiny_synthetic_config()
+    source, is_real = export.real_or_exported_source(tmp_path / "absent", 1, cfg, seed=3, root=tmp_path / "store")
+    assert not is_real and source.startswith(f"ucf101:{tmp_path / 'store' / 'exported'}") and source.endswith(":1")
+    manifest = Path(source.split(":")[1]) / "synthetic_export.json"
+    assert json.loads(manifest.read_text())["seed"] == 3
+    # A second call reuses the finished export instead of writing it again.
+    monkeypatch.setattr(export, "export_synthetic", lambda *a, **k: pytest.fail("exported twice"))
+    assert export.real_or_exported_source(tmp_path / "absent", 1, cfg, seed=3, root=tmp_path / "store") == (source, False)
 
 
 def test_export_refuses_nonempty_and_non_synthetic(tmp_path):

@@ -12,33 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="ci", choices=("ci", "full"), help="config profile (default: ci)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (synthetic generation, val hold-out)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field by its dotted path, e.g. data.height=64 (repeatable)",
-    )
-
-
-def _config(args: argparse.Namespace, source: str | None = None):
-    from cdlib.config import apply_overrides, profile_config
-
-    overrides = list(args.overrides)
-    if source is not None:
-        overrides.insert(0, f"data.source={source}")
-    return apply_overrides(profile_config(args.profile, args.seed), overrides)
+from cdlib.cli import add_config_options, config_from_args
 
 
 def cmd_export_synthetic(args: argparse.Namespace) -> int:
     from cdlib.data.export import export_synthetic
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     out = export_synthetic(
         cfg.data, args.dir, seed=cfg.seed, splits=splits, fps=args.fps, codec=args.codec, overwrite=args.overwrite
@@ -52,7 +32,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from cdlib.data import SPLITS, build_dataset
     from cdlib.data.layouts import build_layout_dataset
 
-    cfg = _config(args, args.source)
+
+    cfg = config_from_args(args, args.source)
     splits = SPLITS if args.split == "all" else (args.split,)
     for split in splits:
         if cfg.data.source == "synthetic":
@@ -81,7 +62,7 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
         "(train+val in trainlist01.txt, val also in vallist01.txt, test in testlist01.txt).",
     )
     p.add_argument("dir", help="output folder (new or empty)")
-    _add_config_options(p)
+    add_config_options(p)
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits to export (default: all)")
     p.add_argument("--fps", type=int, default=25, help="frame rate written in the files (default: 25)")
     p.add_argument("--codec", default="ffv1", choices=("ffv1", "mpeg4"), help="ffv1: lossless (default); mpeg4: smaller")
@@ -96,7 +77,7 @@ def add_data_commands(subparsers) -> argparse.ArgumentParser:
         "kinetics:<root>.",
     )
     p.add_argument("source", help="data source, e.g. ucf101:../shared/data/weizmann-rgb:1")
-    _add_config_options(p)
+    add_config_options(p)
     p.add_argument("--split", default="all", choices=("all", "train", "val", "test"), help="split to scan (default: all)")
     p.add_argument("--strict", action="store_true", help="stop at the first broken video or missing class")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="decode cache (default: <artifacts>/decoded)")

@@ -37,10 +37,13 @@ import av
 import numpy as np
 import torch
 
+from cdlib.artifacts import atomic_write
 from cdlib.errors import ConfigError, DataError
 from cdlib.progress import log, progress_bar
 
-__all__ = ["CODECS", "class_folder_name", "export_synthetic", "write_video"]
+__all__ = [
+    "CODECS", "class_folder_name", "export_synthetic", "default_real_data_root", "exported_synthetic", "real_or_exported_source", "write_video",
+]
 
 #: codec name -> (pixel format, encoder options)
 CODECS = {
@@ -100,11 +103,7 @@ def write_video(path: str | os.PathLike, frames, fps: int = 25, codec: str = "ff
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write("".join(line + "\n" for line in lines)), mode="w")
 
 
 def export_synthetic(
@@ -187,3 +186,57 @@ def export_synthetic(
     _write_text(out / "synthetic_export.json", [json.dumps(manifest, indent=1)])
     log(f"exported {total} synthetic videos ({', '.join(f'{s} {len(d)}' for s, d in datasets.items())}) to {out}")
     return out
+
+
+def exported_synthetic(data_cfg, seed: int = 0, root: str | os.PathLike | None = None) -> Path:
+    """The synthetic set of ``data_cfg`` exported once as videos, reused afterwards.
+
+    The folder is ``<root>/exported/<hash of data_cfg and seed>`` (``root``: the
+    artifact store, :func:`cdlib.artifacts.default_root`). It is written in a
+    temporary folder and renamed when complete, so an interrupted export is
+    never mistaken for a finished one.
+    """
+    import shutil
+
+    from cdlib.artifacts import default_root
+    from cdlib.config import config_hash
+
+    base = Path(root) if root is not None else default_root()
+    target = base / "exported" / config_hash({"data": dataclasses.asdict(data_cfg), "seed": seed})
+    if (target / "synthetic_export.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        export_synthetic(data_cfg, staging, seed=seed, overwrite=True)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def default_real_data_root() -> Path:
+    """The small real set beside the project checkout: ``<checkout>/../shared/data/weizmann-rgb``
+    (``../shared/data/weizmann-rgb`` from the working directory when cdlib is not run from a checkout)."""
+    from cdlib.artifacts import project_root
+
+    checkout = project_root()
+    base = checkout.parent if checkout is not None else Path("..")
+    return _abspath(base / "shared" / "data" / "weizmann-rgb")
+
+
+def real_or_exported_source(data_root: str | os.PathLike | None, fold: int, fallback_cfg, seed: int = 0,
+                            root: str | os.PathLike | None = None) -> tuple[str, bool]:
+    """``(data.source, is_real)``: the UCF101-layout folder ``data_root`` if it has one, else the synthetic
+    set of ``fallback_cfg`` (a :class:`~cdlib.config.DataConfig`) exported as videos by :func:`exported_synthetic`.
+
+    An empty ``data_root`` (or None) means :func:`default_real_data_root`; a relative
+    one is taken from the working directory.
+    """
+    path = _abspath(data_root) if data_root else default_real_data_root()
+    if (path / "ucfTrainTestlist" / "classInd.txt").is_file() or (path / "splits" / "classInd.txt").is_file():
+        return f"ucf101:{path}:{int(fold)}", True
+    log(f"{path}: no UCF101-layout data set there; using the synthetic set exported as videos")
+    return f"ucf101:{exported_synthetic(fallback_cfg, seed, root)}:1", False

@@ -75,6 +75,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "build_layout_dataset",
     "hold_out_val",
+    "normalize_source",
     "parse_source",
     "video_group",
 ]
@@ -235,6 +236,13 @@ class _LayoutDataset(ClipDataset):
         if not self.root.is_dir():
             what = "is not a folder" if self.root.exists() else "does not exist"
             raise DataError(f"{self.root}: data root {what}; expected {self.expected_layout()}")
+
+    def _held_out(self, train: list[_Listed]) -> list[_Listed]:
+        """This split's part of the listed train videos: the val hold-out (:func:`hold_out_val`) or the rest."""
+        train_idx, val_idx = hold_out_val(
+            [(v.rel, v.label) for v in train], self.class_names, self.val_fraction, self.seed
+        )
+        return [train[i] for i in (val_idx if self.split == "val" else train_idx)]
 
     # -- hooks ---------------------------------------------------------------
 
@@ -399,10 +407,7 @@ class UCF101Videos(_LayoutDataset):
             val_names = {v.rel for v in val}
             listed = val if split == "val" else [v for v in train if v.rel not in val_names]
         else:
-            train_idx, val_idx = hold_out_val(
-                [(v.rel, v.label) for v in train], self.class_names, self.val_fraction, self.seed
-            )
-            listed = [train[i] for i in (val_idx if split == "val" else train_idx)]
+            listed = self._held_out(train)
         self._build(listed)
 
     def expected_layout(self) -> str:
@@ -578,14 +583,7 @@ class HMDB51Videos(_LayoutDataset):
                     train.append(item)
                 elif parts[1] == "2":
                     test.append(item)
-        if split == "test":
-            listed = test
-        else:
-            train_idx, val_idx = hold_out_val(
-                [(v.rel, v.label) for v in train], self.class_names, self.val_fraction, self.seed
-            )
-            listed = [train[i] for i in (val_idx if split == "val" else train_idx)]
-        self._build(listed)
+        self._build(test if split == "test" else self._held_out(train))
 
     def expected_layout(self) -> str:
         return "an HMDB51 tree: <root>/<class>/*.avi (splits in <split_dir>/<class>_test_split{F}.txt)"
@@ -645,10 +643,7 @@ class KineticsVideos(_LayoutDataset):
             )
         listed = self._list_folder(folders[source])
         if held_out and split in ("train", "val"):
-            train_idx, val_idx = hold_out_val(
-                [(v.rel, v.label) for v in listed], self.class_names, self.val_fraction, self.seed
-            )
-            listed = [listed[i] for i in (val_idx if split == "val" else train_idx)]
+            listed = self._held_out(listed)
         self._build(listed, class_folders={n: folders[source] / n for n in self.class_names})
 
     @staticmethod
@@ -722,6 +717,17 @@ def parse_source(source: str) -> tuple[str, dict]:
     if fold is not None:
         kwargs["fold"] = fold
     return kind, kwargs
+
+
+def normalize_source(source: str) -> str:
+    """``data.source`` with its paths made absolute (from the working directory), so that the same data
+    set named from two working directories keys the same artifacts; ``synthetic`` is returned as is."""
+    if source == "synthetic":
+        return source
+    kind, kwargs = parse_source(source)
+    paths = [kwargs[name] for name in ("root", "annotation_dir", "split_dir") if kwargs.get(name)]
+    fold = [str(kwargs["fold"])] if "fold" in kwargs else []
+    return ":".join([kind, *(str(_abspath(p)) for p in paths), *fold])
 
 
 _LAYOUTS = {"ucf101": UCF101Videos, "hmdb51": HMDB51Videos, "kinetics": KineticsVideos}

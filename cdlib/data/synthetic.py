@@ -11,7 +11,9 @@ index)``, as follows (DESIGN.md §2.1):
 2. **Background.** A smooth random texture (a tinted base colour plus a few
    low-frequency sinusoids), different for every video.
 3. **Action.** One temporal segment of ``round(ρ·L)`` frames
-   (``ρ = data.informative_fraction``) at a uniformly random position. Inside it a
+   (``ρ = data.informative_fraction``; in the test split
+   ``data.test_informative_fraction`` instead, where it is not 0) at a uniformly
+   random position. Inside it a
    foreground sprite (an "L" shape, so that rotation is visible) performs the
    class's motion. Its colour, contrast, size, orientation, position, speed and
    phase are random per video and independent of the class: only the motion
@@ -167,6 +169,11 @@ class SyntheticActionVideos(ClipDataset):
             _check(name, v, _is_int(v) and v >= 8, "an integer >= 8")
         rho = c.informative_fraction
         _check("informative_fraction", rho, _is_num(rho) and 0 < rho <= 1, "in (0, 1]")
+        test_rho = c.test_informative_fraction
+        _check("test_informative_fraction", test_rho, _is_num(test_rho) and 0 <= test_rho <= 1,
+               "in (0, 1], or 0 for the same as data.informative_fraction")
+        if split == "test" and test_rho > 0:
+            rho = test_rho
         _check("informative_fraction", rho, round(rho * c.video_length) >= 1,
                f"large enough that round(rho * video_length) >= 1 (video_length={c.video_length})")
         for name in ("distractor_rate", "distractor_salience", "test_shift"):
@@ -190,6 +197,7 @@ class SyntheticActionVideos(ClipDataset):
         self._split_id = _SPLIT_IDS[split]
         self._nuisance = bool(_nuisance)
         self._unit = min(self.height, self.width) / 32.0
+        self.informative_fraction = float(rho)  # of this split
         self._action_len = int(round(rho * self.video_length))
         n = {"train": c.num_train, "val": c.num_val, "test": c.num_test}[split]
         rng = self._rng(None, _STREAM_LABELS)
@@ -246,7 +254,7 @@ class SyntheticActionVideos(ClipDataset):
             clip_length=self.clip_length,
             clips_per_video=self.num_clips,
             size=[self.height, self.width],
-            informative_fraction=c.informative_fraction,
+            informative_fraction=self.informative_fraction,
             distractor_rate=c.distractor_rate,
             distractor_salience=c.distractor_salience,
             noise_level=c.noise_level,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cdlib.artifacts import atomic_write
 from cdlib.errors import VideoError
 
 __all__ = [
@@ -273,21 +273,6 @@ def default_cache_dir() -> Path:
     return default_root() / "decoded"
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _checksum(clips: torch.Tensor) -> int:
     return zlib.crc32(clips.contiguous().numpy().tobytes())
 
@@ -357,7 +342,8 @@ class DecodeCache:
 
     def store(self, key: str, clips: torch.Tensor) -> None:
         clips = clips.contiguous()
-        _atomic_torch_save({"format": CACHE_FORMAT, "key": key, "crc32": _checksum(clips), "clips": clips}, self.file(key))
+        entry = {"format": CACHE_FORMAT, "key": key, "crc32": _checksum(clips), "clips": clips}
+        atomic_write(self.file(key), lambda handle: torch.save(entry, handle))
 
 
 def load_clips(

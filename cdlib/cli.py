@@ -1,0 +1,42 @@
+"""Command-line options shared by the commands of ``python -m cdlib`` (see :mod:`cdlib.__main__`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--profile``, ``--seed`` and ``--set``: the options that make a config (:func:`config_from_args`)."""
+    parser.add_argument("--profile", default="ci", choices=("ci", "full"), help="config profile (default: ci)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data generation, initialisation and order")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field by its dotted path, e.g. data.informative_fraction=0.2 (repeatable)",
+    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The config options plus ``--data`` and ``--artifacts``, shared by every command that trains or evaluates."""
+    add_config_options(parser)
+    parser.add_argument(
+        "--data",
+        default=None,
+        metavar="SOURCE",
+        help="synthetic (default), ucf101:<root>[:fold], hmdb51:<root>:<split_dir>[:fold] or kinetics:<root>",
+    )
+    parser.add_argument("--artifacts", default=None, metavar="DIR", help="artifact store (default: ./artifacts)")
+
+
+def config_from_args(args: argparse.Namespace, source: str | None = None):
+    """The config of ``--profile``/``--seed``/``--set``, with ``data.source`` from ``source`` or ``--data``."""
+    from cdlib.config import apply_overrides, profile_config
+
+    overrides = list(args.overrides)
+    source = source if source is not None else getattr(args, "data", None)
+    if source is not None:
+        overrides.insert(0, f"data.source={source}")
+    return apply_overrides(profile_config(args.profile, args.seed), overrides)
