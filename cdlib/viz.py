@@ -1,0 +1,157 @@
+"""Plotting helpers shared by the book's chapters (matplotlib + seaborn).
+
+Each function draws on a given ``ax`` (or makes a figure) and returns it, so a
+chapter composes panels and glues the figure. Colours and labels of the
+policies are fixed here so that every figure of the book uses the same ones.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+#: display name and colour of each policy, in legend order
+POLICY_STYLE = {
+    "oracle": ("oracle (uses labels)", "#9e9e9e"),
+    "cd_gate": ("cd_gate (the method)", "#d62728"),
+    "cd_topk": ("cd_topk", "#ff7f0e"),
+    "sampler_maxprob": ("sampler_maxprob (CE student)", "#1f77b4"),
+    "sampler_kd": ("sampler_kd (KD student)", "#17becf"),
+    "uniform_k": ("uniform_k", "#2ca02c"),
+    "random_k": ("random_k", "#8c564b"),
+    "dense_student": ("dense student", "#9467bd"),
+    "dense_teacher": ("dense teacher", "#000000"),
+}
+
+SIGNAL_LABELS = {
+    "cd": "CD score s (distilled)",
+    "student_maxprob": "CE student max-softmax",
+    "kd_maxprob": "KD student max-softmax",
+    "cd_maxprob": "CD student max-softmax",
+    "teacher_maxprob": "teacher max-softmax",
+}
+
+
+def setup(dpi: int = 100) -> None:
+    """Book-wide matplotlib defaults."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "axes.titlesize": "medium", "legend.fontsize": "small"})
+
+
+def frontier_frame(points: Sequence[dict]) -> pd.DataFrame:
+    """The Pareto front of a policy's operating points as a DataFrame sorted by cost."""
+    from cdlib.bench import pareto_front
+
+    return pd.DataFrame(pareto_front(points))
+
+
+def curves_frame(results: Sequence[dict]) -> pd.DataFrame:
+    """Operating points of every policy of one or more benchmark results (one row per point and seed)."""
+    rows = []
+    for result in results:
+        for name, points in result["policies"].items():
+            for point in points:
+                rows.append({"seed": result["seed"], "policy": name, **point, "knob": str(point["knob"])})
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequence[str] | None = None,
+                             front_only: bool = True, relative: bool = False):
+    """Video accuracy against GFLOPs per video, one curve per policy, the dense teacher as a marked point.
+
+    With several results (seeds), curves are the mean over seeds of each knob's
+    point and a band shows ± one standard deviation of accuracy. ``front_only``
+    draws only each policy's Pareto front (the best accuracy reachable at a cost),
+    which matters for the two-knob ``cd_gate``.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 5))
+    frame = curves_frame(results)
+    dense_gflops = frame.loc[frame.policy == "dense_teacher", "gflops_per_video"].mean()
+    for name in policies or POLICY_STYLE:
+        if name not in set(frame.policy):
+            continue
+        label, colour = POLICY_STYLE.get(name, (name, None))
+        part = frame[frame.policy == name]
+        mean = part.groupby("knob", sort=False)[["gflops_per_video", "accuracy"]].mean()
+        std = part.groupby("knob", sort=False)["accuracy"].std().fillna(0.0)
+        points = [{"gflops_per_video": g, "accuracy": a, "knob": k} for k, g, a in
+                  zip(mean.index, mean.gflops_per_video, mean.accuracy)]
+        if front_only:
+            from cdlib.bench import pareto_front
+
+            points = pareto_front(points)
+        else:
+            points = sorted(points, key=lambda p: p["gflops_per_video"])
+        x = np.array([p["gflops_per_video"] for p in points])
+        y = np.array([p["accuracy"] for p in points])
+        s = np.array([std[p["knob"]] for p in points])
+        if relative:
+            x = x / dense_gflops
+        if name in ("dense_teacher", "dense_student"):
+            ax.errorbar(x, y, yerr=s if len(results) > 1 else None, fmt="*" if name == "dense_teacher" else "D",
+                        ms=14 if name == "dense_teacher" else 8, color=colour, label=label, zorder=5)
+            continue
+        style = "--" if name == "oracle" else "-"
+        ax.plot(x, y, style, marker="o", ms=3, color=colour, label=label, drawstyle="default")
+        if len(results) > 1:
+            ax.fill_between(x, y - s, y + s, color=colour, alpha=0.15, linewidth=0)
+    ax.set_xlabel("compute per video (relative to the dense teacher)" if relative else "GFLOPs per video")
+    ax.set_ylabel("video accuracy (test)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], aurocs: dict[str, float], ax=None):
+    """ROC curves (false-positive rate, true-positive rate) of confidence signals, AUROC in the legend."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(fpr, tpr, label=f"{SIGNAL_LABELS.get(name, name)} ({aurocs[name]:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (0.500)")
+    ax.set_xlabel("false-positive rate (teacher wrong, signal high)")
+    ax.set_ylabel("true-positive rate (teacher right, signal high)")
+    ax.legend(loc="lower right", title="signal (AUROC)")
+    return ax
+
+
+def plot_history(histories: dict[str, list[dict]], key: str, ax=None, label: str | None = None):
+    """One training curve per model: ``key`` of the per-epoch history against the epoch."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for name, history in histories.items():
+        frame = pd.DataFrame(history)
+        if key in frame:
+            ax.plot(frame["epoch"], frame[key], marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label or key)
+    ax.legend()
+    return ax
+
+
+def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Sequence[str] | None = None,
+               xlabel: str | None = None, ylabel: str | None = None):
+    """One line per policy: ``column`` of :func:`cdlib.bench.sweep_table` against the swept ``key``.
+
+    With several seeds, lines are means and bars ± one standard deviation.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for name in policies or POLICY_STYLE:
+        part = table[table.policy == name]
+        if part.empty:
+            continue
+        label, colour = POLICY_STYLE.get(name, (name, None))
+        stats = part.groupby(key)[column].agg(["mean", "std"]).reset_index()
+        has_std = stats["std"].notna().any()
+        ax.errorbar(stats[key], stats["mean"], yerr=stats["std"] if has_std else None, marker="o", ms=4,
+                    color=colour, label=label, ls="--" if name == "oracle" else "-", capsize=2)
+    ax.set_xlabel(xlabel or key)
+    ax.set_ylabel(ylabel or column)
+    return ax
