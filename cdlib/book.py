@@ -21,6 +21,10 @@ from cdlib.artifacts import project_root
 
 STATIC_SUFFIXES = (".bib", ".png", ".svg", ".css")
 
+#: the values every chapter's ``parameters`` cell starts with; only other values are injected, so
+#: that a chapter executed with its defaults shows one parameters cell, not two
+CHAPTER_DEFAULTS = {"profile": "ci", "seed": 0}
+
 
 def _root() -> Path:
     root = project_root()
@@ -57,7 +61,7 @@ def execute_chapter(source: Path, output: Path, parameters: dict, cwd: Path) -> 
 def stage(executed: Path) -> None:
     """Copy ``_config.yml``, ``_toc.yml`` and the static files of ``book/`` beside the executed chapters."""
     root = _root()
-    executed.mkdir(parents=True, exist_ok=True)
+    (executed / "book").mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, executed / name)
     for path in (root / "book").iterdir():
@@ -70,7 +74,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     # Notebooks hold the same outputs whether models were trained or loaded.
     os.environ["CDLIB_PROGRESS"] = "0"
-    parameters = {"profile": args.profile, "seed": args.seed}
+    given = {"profile": args.profile, "seed": args.seed}
+    parameters = {k: v for k, v in given.items() if v != CHAPTER_DEFAULTS[k]}
     for name in args.chapters:
         source = root / "book" / f"{name}.md"
         if not source.is_file():

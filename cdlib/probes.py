@@ -252,7 +252,8 @@ def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, 
     alphas = _check_alphas(alphas)
     store = runs._store(store)
     spec = {
-        "probe": which, "model": runs.model_spec_of(cfg, which), "split": split, "alphas": list(alphas),
+        "probe": which, "model": runs.model_spec_of(cfg, which), "split": split,
+        "clips": runs.data_spec(cfg, split), "alphas": list(alphas),
         "max_clips": int(max_clips), "num_noise": int(num_noise), "code": code_version("cdlib.probes"),
     }
 

@@ -253,7 +253,7 @@ def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None
     so that every consumer indexes clips the same way.
     """
     store = _store(store)
-    spec = {"model": model_spec_of(cfg, which), "split": split}
+    spec = {"model": model_spec_of(cfg, which), "split": split, "clips": data_spec(cfg, split)}
 
     def build(_):
         trained = get_model(cfg, which, store)

@@ -61,13 +61,13 @@ def curves_frame(results: Sequence[dict]) -> pd.DataFrame:
 
 
 def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequence[str] | None = None,
-                             front_only: bool = True, relative: bool = False):
+                             front_only: bool = True, relative: bool = False, legend: bool = True):
     """Video accuracy against GFLOPs per video, one curve per policy, the dense teacher as a marked point.
 
     With several results (seeds), curves are the mean over seeds of each knob's
     point and a band shows ± one standard deviation of accuracy. ``front_only``
     draws only each policy's Pareto front (the best accuracy reachable at a cost),
-    which matters for the two-knob ``cd_gate``.
+    which matters for the two-knob ``cd_gate``. The legend goes outside the axes, on the right.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 5))
@@ -104,7 +104,8 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
     ax.set_xlabel("compute per video (relative to the dense teacher)" if relative else "GFLOPs per video")
     ax.set_ylabel("video accuracy (test)")
     ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower right")
+    if legend:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return ax
 
 

@@ -70,16 +70,17 @@ def test_first_reaching_is_the_cheapest_point_at_or_above_the_accuracy():
 
 
 def test_summarize_against_hand_computed_values():
-    dense = {**point(10, 0.6), "wall_s_per_video": 2.0}
+    dense = {**point(10, 0.6), "wall_s_per_video": 2.0, "wall_ratio_to_dense": 1.0}
     policies = {name: [point(10, 0.6)] for name in list_policies()}
     policies["dense_teacher"] = [dense]
     policies["oracle"] = [point(1, 1.0)]
     policies["sampler_maxprob"] = [point(5, 0.6)]
-    policies["cd_gate"] = [{**point(2, 0.5), "wall_s_per_video": 0.5}, {**point(4, 0.7), "wall_s_per_video": 1.0}]
+    policies["cd_gate"] = [{**point(2, 0.5), "wall_s_per_video": 0.5, "wall_ratio_to_dense": 0.3},
+                           {**point(4, 0.7), "wall_s_per_video": 1.0, "wall_ratio_to_dense": 0.45}]
     s = summarize(policies)
     assert s["dense_teacher_accuracy"] == 0.6 and s["dense_teacher_gflops_per_video"] == 10
     assert s["cd_gflops_ratio_at_dense_accuracy"] == pytest.approx(0.4)
-    assert s["cd_wall_ratio_at_dense_accuracy"] == pytest.approx(0.5)
+    assert s["cd_wall_ratio_at_dense_accuracy"] == 0.45  # the paired ratio of the matched point
     assert s["cd_best_accuracy"] == 0.7 and s["cd_accuracy_gain"] == pytest.approx(0.1)
     oracle_area = 1.0 * 9
     assert s["cd_auc_vs_oracle"] == pytest.approx((0.5 * 2 + 0.7 * 6) / oracle_area)
@@ -132,7 +133,8 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
     for name, points in result["policies"].items():
         assert points, name
         for p in points:
-            assert set(p) >= {"knob", "accuracy", "gflops_per_video", "teacher_clips_per_video", "wall_s_per_video"}
+            assert set(p) >= {"knob", "accuracy", "gflops_per_video", "teacher_clips_per_video", "wall_s_per_video",
+                              "wall_ratio_to_dense"}
             assert 0 <= p["accuracy"] <= 1 and p["gflops_per_video"] >= 0 and p["wall_s_per_video"] > 0
     # each policy sweeps its knob over its whole range: k = 1..N, theta x k for cd_gate
     assert [p["knob"] for p in result["policies"]["uniform_k"]] == [1, 2, 3, 4]
@@ -144,6 +146,8 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
         "cd_wall_ratio_at_dense_accuracy",
     }
     dense = result["policies"]["dense_teacher"][0]
+    assert dense["wall_ratio_to_dense"] == 1.0
+    assert result["policies"]["dense_student"][0]["wall_ratio_to_dense"] < 1  # no teacher at all
     assert dense["gflops_per_video"] == pytest.approx(4 * result["cost"]["teacher_gflops_per_clip"])
     assert dense["teacher_clips_per_video"] == 4
 
@@ -152,6 +156,16 @@ def test_second_run_loads_the_cached_result(tiny_run):
     cfg, store, result = tiny_run
     # wall-clock times differ between two measurements: equal ones were loaded, not measured again
     assert run_benchmark(cfg, store) == result
+
+
+def test_a_test_only_override_evaluates_new_test_videos_with_the_same_models(tiny_run):
+    cfg, store, _ = tiny_run
+    trained = {kind: sorted((store.root / kind).iterdir()) for kind in ("teacher", "student-cd")}
+    other = cfg.replace(**{"data.test_informative_fraction": 1.0})
+    shifted, base = runs.get_outputs(other, "teacher", "test", store), runs.get_outputs(cfg, "teacher", "test", store)
+    assert bool((shifted["informative"] == 1).all()) and not bool((base["informative"] == 1).all())
+    assert not torch.equal(shifted["logits"], base["logits"])
+    assert {kind: sorted((store.root / kind).iterdir()) for kind in trained} == trained  # nothing retrained
 
 
 def test_cli_writes_the_json_and_prints_the_table(tiny_run, tmp_path, capsys):
@@ -167,18 +181,24 @@ def test_cli_writes_the_json_and_prints_the_table(tiny_run, tmp_path, capsys):
 
 def hand_result():
     """A benchmark result with hand-made curves: dense teacher at 10 GFLOPs and 0.6 accuracy."""
-    dense = {**point(10, 0.6), "knob": None, "teacher_clips_per_video": 4, "wall_s_per_video": 2.0}
-    policies = {name: [{**point(10, 0.6), "knob": 4, "teacher_clips_per_video": 4, "wall_s_per_video": 2.0}]
+    dense = {**point(10, 0.6), "knob": None, "teacher_clips_per_video": 4, "wall_s_per_video": 2.0,
+             "wall_ratio_to_dense": 1.0}
+    policies = {name: [{**point(10, 0.6), "knob": 4, "teacher_clips_per_video": 4, "wall_s_per_video": 2.0,
+                        "wall_ratio_to_dense": 1.0}]
                 for name in list_policies()}
     policies["dense_teacher"] = [dense]
-    policies["oracle"] = [{**point(2.5, 1.0), "knob": 1, "teacher_clips_per_video": 1, "wall_s_per_video": 2.0}]
+    policies["oracle"] = [{**point(2.5, 1.0), "knob": 1, "teacher_clips_per_video": 1, "wall_s_per_video": 2.0,
+                           "wall_ratio_to_dense": 1.0}]
     policies["cd_gate"] = [
-        {**point(1, 0.5), "knob": [0.5, 1], "teacher_clips_per_video": 0.5, "wall_s_per_video": 0.4},
-        {**point(3, 0.7), "knob": [0.9, 1], "teacher_clips_per_video": 1, "wall_s_per_video": 0.8},
-        {**point(6, 0.8), "knob": [0.9, 2], "teacher_clips_per_video": 2, "wall_s_per_video": 1.2},
+        {**point(1, 0.5), "knob": [0.5, 1], "teacher_clips_per_video": 0.5, "wall_s_per_video": 0.4,
+         "wall_ratio_to_dense": 0.2},
+        {**point(3, 0.7), "knob": [0.9, 1], "teacher_clips_per_video": 1, "wall_s_per_video": 0.8,
+         "wall_ratio_to_dense": 0.4},
+        {**point(6, 0.8), "knob": [0.9, 2], "teacher_clips_per_video": 2, "wall_s_per_video": 1.2,
+         "wall_ratio_to_dense": 0.6},
     ]
     policies["dense_student"] = [{**point(0.5, 0.3), "knob": None, "teacher_clips_per_video": 0,
-                                  "wall_s_per_video": 0.2}]
+                                  "wall_s_per_video": 0.2, "wall_ratio_to_dense": 0.1}]
     return {"seed": 0, "policies": policies, "summary": summarize(policies),
             "config": {"data": {"test_shift": 0.5}}}
 

@@ -1,0 +1,56 @@
+"""The book's chapters as text: the table of contents, the parameters cells papermill needs, and the
+question-first structure every chapter follows. (Their execution is checked by papermill and
+pytest --nbval in `make test`.)"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from cdlib.book import CHAPTER_DEFAULTS, is_notebook, stage
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TOC = (PROJECT_ROOT / "_toc.yml").read_text()
+PAGES = re.findall(r"(?:root|file):\s*book/(\S+)", TOC)
+CHAPTERS = [name for name in PAGES if is_notebook(PROJECT_ROOT / "book" / f"{name}.md")]
+
+
+def test_every_toc_entry_exists_and_the_chapters_are_notebooks():
+    assert PAGES[0] == "index" and "references" in PAGES
+    for name in PAGES:
+        assert (PROJECT_ROOT / "book" / f"{name}.md").is_file(), name
+    assert {"index", "calibration", "distillation", "accuracy_vs_compute", "real_videos", "conclusions"} <= set(
+        CHAPTERS)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_has_one_parameters_cell_starting_with_the_defaults(name):
+    notebook = jupytext.read(PROJECT_ROOT / "book" / f"{name}.md")
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, name
+    values = {}
+    for node in ast.parse(tagged[0].source).body:
+        assert isinstance(node, ast.Assign), f"{name}: the parameters cell holds assignments only"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    assert {k: values.get(k) for k in CHAPTER_DEFAULTS} == CHAPTER_DEFAULTS, name
+    # the parameters come before any other code
+    first_code = next(c for c in notebook.cells if c.cell_type == "code")
+    assert first_code is tagged[0], name
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_states_its_question_first(name):
+    notebook = jupytext.read(PROJECT_ROOT / "book" / f"{name}.md")
+    first_text = next(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "**Question.**" in first_text, name
+
+
+def test_stage_copies_the_config_toc_and_static_pages(tmp_path):
+    stage(tmp_path)
+    assert (tmp_path / "_config.yml").is_file() and (tmp_path / "_toc.yml").is_file()
+    assert (tmp_path / "book" / "references.bib").is_file() and (tmp_path / "book" / "references.md").is_file()
+    assert not (tmp_path / "book" / "index.md").exists()  # chapters come executed, as .ipynb
