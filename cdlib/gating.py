@@ -22,7 +22,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -54,13 +54,16 @@ class VideoOutputs:
     ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
 
     Knob-independent quantities (student softmax, clip orders) are derived once
-    per video and cached; treat the tensors as immutable.
+    per video and cached, and so is ``cd_gate``'s combined distribution for each
+    ``k`` (it does not depend on the exit threshold); treat the tensors as
+    immutable.
     """
 
     student_logits: Tensor
     teacher: Callable[[Tensor], Tensor]
     student_score: Tensor | None = None
     label: int | None = None
+    _combined: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.student_logits.ndim != 2 or self.student_logits.shape[0] < 1:
@@ -243,11 +246,14 @@ def cd_gate(
     if confidence >= theta:
         return Decision(estimate, 0, video.num_clips)
     indices = _top(video.order_by_score, k)
-    combined = (video.score_weights[indices] * _teacher_probs(video, indices)).sum(dim=0)
-    if student_weight > 0 and k < video.num_clips:
-        rest = video.order_by_score[k:]
-        combined = combined + student_weight * video.weighted_student_probs[rest].sum(dim=0)
-    return Decision(combined / combined.sum(), indices.numel(), video.num_clips)
+    key = (indices.numel(), float(student_weight))
+    if key not in video._combined:  # the same for every theta that does not exit
+        combined = (video.score_weights[indices] * _teacher_probs(video, indices)).sum(dim=0)
+        if student_weight > 0 and k < video.num_clips:
+            rest = video.order_by_score[k:]
+            combined = combined + student_weight * video.weighted_student_probs[rest].sum(dim=0)
+        video._combined[key] = combined / combined.sum()
+    return Decision(video._combined[key], indices.numel(), video.num_clips)
 
 
 def oracle(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:

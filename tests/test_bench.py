@@ -15,6 +15,7 @@ from cdlib.__main__ import main
 from cdlib.artifacts import ArtifactStore
 from cdlib.bench import (
     accuracy_table,
+    benchmark_spec,
     best_within,
     config_value,
     curve_area,
@@ -264,3 +265,9 @@ def test_signal_table_against_direct_auroc():
     # on the action clips the teacher is always right: AUROC is undefined there
     assert pd.isna(table.loc[("cd", "action"), "auroc"])
     assert set(table.index.get_level_values("signal")) >= {"cd", "student_maxprob", "kd_maxprob", "teacher_maxprob"}
+
+
+def test_an_untimed_request_returns_the_cached_timed_result(tiny_run):
+    cfg, store, result = tiny_run
+    assert run_benchmark(cfg, store, timing=False) == result
+    assert not (store.root / "bench" / store.key(benchmark_spec(cfg, timing=False))).exists()

@@ -336,3 +336,17 @@ def test_run_policy_random_k_averages_seeded_draws():
     run_policy("random_k", videos, 2)
     assert torch.get_num_threads() == 2  # restored after its single-threaded evaluation
     torch.set_num_threads(1)
+
+
+def test_cd_gate_reuses_its_teacher_combination_across_thresholds():
+    shared, teacher = _counted(_video(n=8, seed=4))
+    for theta in (1.01, 0.99, 2.0):  # none exits: one teacher call per k, shared by the thresholds
+        for k in (1, 3):
+            decision = cd_gate(shared, (theta, k))
+            fresh = cd_gate(_counted(_video(n=8, seed=4))[0], (theta, k))
+            assert torch.equal(decision.probs, fresh.probs)
+            assert (decision.teacher_clips, decision.student_clips) == (fresh.teacher_clips, fresh.student_clips)
+    assert len(teacher.calls) == 2
+    # another student weight is another combination
+    cd_gate(shared, (1.01, 1), student_weight=0.0)
+    assert len(teacher.calls) == 3
