@@ -27,7 +27,7 @@ from cdlib.calibration import auprc, auroc
 from cdlib.config import Config, config_hash
 from cdlib.cost import flops_per_clip, time_call, video_gflops
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
-from cdlib.models import preprocess, run_clips
+from cdlib.models import inference_module, preprocess
 from cdlib.progress import log, progress_bar
 from cdlib.runs import STUDENT_VARIANTS, get_bank, get_model, get_outputs, model_spec_of
 from cdlib.train import set_determinism
@@ -178,8 +178,9 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: Arti
 
     The first ``bench.wall_videos`` test videos go through the real pipeline:
     preprocessing, the student on all clips (if the policy uses one), the policy's
-    decision and the teacher on the clips it asks for, on ``bench.num_threads``
-    threads after a warm-up run of every point. There are ``bench.wall_repeats``
+    decision and the teacher on the clips it asks for, with every model frozen by
+    :func:`cdlib.models.inference_module`, on ``bench.num_threads`` threads after a
+    warm-up run of every point. There are ``bench.wall_repeats``
     passes; in each, every point runs on one video after the other, so the
     points of a (pass, video) block, the dense teacher among them, are timed
     within about a second of each other.
@@ -193,8 +194,8 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: Arti
     """
     torch.set_num_threads(cfg.bench.num_threads)
     bank = get_bank(cfg, "test", store)
-    teacher = get_model(cfg, "teacher", store).model
-    students = {v: get_model(cfg, v, store).model for v in STUDENT_VARIANTS}
+    teacher = inference_module(get_model(cfg, "teacher", store).model)
+    students = {v: inference_module(get_model(cfg, v, store).model) for v in STUDENT_VARIANTS}
     counts = torch.bincount(bank.video).tolist()
     clips = list(torch.split(bank.clips, counts))[: cfg.bench.wall_videos]
     labels = bank.video_labels()[: cfg.bench.wall_videos].tolist()
@@ -202,11 +203,11 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: Arti
     @torch.inference_mode()
     def run_video(spec, knob, video_clips, label, generator):
         x = preprocess(video_clips)
-        run_teacher = lambda idx: run_clips(teacher, x[idx])  # noqa: E731 - the lazy teacher of this video
+        run_teacher = lambda idx: teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
         if spec.student is None:
             video = VideoOutputs(torch.zeros(len(x), 1), run_teacher, None, label)
         else:
-            logits, score_logit = run_clips(students[spec.student], x)
+            logits, score_logit = students[spec.student](x)
             video = VideoOutputs(logits, run_teacher, torch.sigmoid(score_logit), label)
         spec.fn(video, knob, generator=generator)
 
@@ -256,7 +257,7 @@ def benchmark_spec(cfg: Config, timing: bool = True) -> dict:
         "config": dataclasses.asdict(cfg),
         "timing": timing,
         "models": {which: config_hash(model_spec_of(cfg, which)) for which in ("teacher", *STUDENT_VARIANTS)},
-        # runs: which outputs are evaluated; models: preprocessing and run_clips are timed
+        # runs: which outputs are evaluated; models: preprocessing and inference_module are timed
         "code": code_version("cdlib.bench", "cdlib.runs", "cdlib.gating", "cdlib.cost", "cdlib.calibration",
                              "cdlib.models"),
     }

@@ -3,7 +3,7 @@ import torch
 
 from cdlib.cost import flops_per_clip
 from cdlib.errors import ConfigError
-from cdlib.models import create_model, list_models, model_spec, preprocess, run_clips
+from cdlib.models import MEAN, STD, create_model, inference_module, list_models, model_spec, preprocess
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -60,16 +60,31 @@ def test_preprocess_layout_and_scale():
     assert x[:, 0].min() > 2 and x[:, 1].max() < -1  # red channel high, green low after normalising
 
 
-@pytest.mark.parametrize("name", ["c3d_small", "student_fusion"])
-def test_run_clips_gives_each_clip_the_output_of_a_plain_forward(name):
+def test_preprocess_matches_the_formula():
+    clips = torch.randint(0, 256, (2, 4, 5, 6, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(MEAN), torch.tensor(STD)
+    direct = ((clips.float() / 255 - mean) / std).permute(0, 4, 1, 2, 3)
+    x = preprocess(clips)
+    torch.testing.assert_close(x, direct, rtol=0, atol=1e-5)
+    assert x.is_contiguous()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_inference_module_gives_the_eager_outputs_and_leaves_the_model_alone(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=5).eval()
+    with torch.no_grad():  # nonzero batch-norm statistics, so that folding them into the convolutions matters
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
     x = torch.randn(3, 3, 8, 32, 32)
+    as_tuple = lambda out: out if isinstance(out, tuple) else (out,)  # noqa: E731
     with torch.no_grad():
-        batch = model(x)
-        single = run_clips(model, x[1:2])
-        full = run_clips(model, x)
-    for whole, one, again in zip(*(o if isinstance(o, tuple) else (o,) for o in (batch, single, full))):
-        assert one.shape[0] == 1
-        torch.testing.assert_close(one[0], whole[1], rtol=1e-4, atol=1e-5)
-        assert torch.equal(again, whole)
+        eager = as_tuple(model(x))
+        frozen = inference_module(model)
+        for batch in (x[1:2], x):
+            for got, want in zip(as_tuple(frozen(batch)), eager):
+                torch.testing.assert_close(got, want[1:2] if len(batch) == 1 else want, rtol=1e-4, atol=1e-4)
+        for again, before in zip(as_tuple(model(x)), eager):
+            assert torch.equal(again, before)
