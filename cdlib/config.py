@@ -97,7 +97,7 @@ class Config:
     teacher: str = "c3d_small"
     student: str = "student_fusion"
     data: DataConfig = field(default_factory=DataConfig)
-    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=16, clips="action"))
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, clips="action"))
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, clips_per_video=4))
     # Clips the CE student trains on: "teacher" (those of teacher_train.clips), "all" or "action".
     # The KD and CD students always take student_train.clips.

@@ -35,15 +35,18 @@ _SHIFT = (-torch.tensor(MEAN) / torch.tensor(STD)).view(1, 3, 1, 1, 1)
 
 
 def preprocess(clips: torch.Tensor) -> torch.Tensor:
-    """uint8 clips ``[B, T, H, W, C]`` -> normalised float ``[B, C, T, H, W]``, contiguous.
+    """uint8 clips ``[B, T, H, W, C]`` -> normalised float ``[B, C, T, H, W]`` in ``channels_last_3d`` memory format.
 
     ``x = (v / 255 − mean_c) / std_c`` per channel ``c``, computed in one fused
     pass as ``v · 1/(255·std_c) − mean_c/std_c`` (``torch.addcmul``); it runs on
     every clip of every timed video, and the fused form was measured 2–5× faster
-    than the three separate operations.
+    than the three separate operations. Channels-last is the frames' own layout,
+    so no copy is made, and oneDNN's 3D convolutions run a training step of the CI
+    teacher about 1.3× faster on it than on contiguous clips (measured here on 2
+    cores, interleaved runs).
     """
     x = torch.addcmul(_SHIFT, clips.permute(0, 4, 1, 2, 3).float(), _SCALE)
-    return x.contiguous()
+    return x.contiguous(memory_format=torch.channels_last_3d)  # a no-op on the frames' own layout
 
 
 def inference_module(model: nn.Module) -> torch.jit.ScriptModule:

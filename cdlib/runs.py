@@ -31,7 +31,7 @@ from cdlib.train import CLIP_CHOICES, predict, set_determinism, train_model
 #: the student ladder of DESIGN.md §1.2: labels only, + distillation, + confidence head
 STUDENT_VARIANTS = ("ce", "kd", "cd")
 
-_MODEL_CODE = ("cdlib.models", "cdlib.train")
+_MODEL_CODE = ("cdlib.train",)
 _DATA_CODE = ("cdlib.data.base", "cdlib.data.synthetic")
 
 

@@ -66,7 +66,7 @@ def test_preprocess_matches_the_formula():
     direct = ((clips.float() / 255 - mean) / std).permute(0, 4, 1, 2, 3)
     x = preprocess(clips)
     torch.testing.assert_close(x, direct, rtol=0, atol=1e-5)
-    assert x.is_contiguous()
+    assert x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 @pytest.mark.parametrize("name", list_models())
