@@ -115,8 +115,8 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 
 
 def model_fingerprint(name: str) -> str:
-    """Hash of what defines a registered model: its builder's and classes' source, its layers and the input
-    preprocessing.
+    """Hash of what defines a registered model: its builder's and classes' source, its layers, the input
+    preprocessing and the students' clip subsampling (``_cheap_view``).
 
     Artifacts key trained weights by it, so editing one model retrains that model
     only, not every model in this module.
@@ -126,7 +126,7 @@ def model_fingerprint(name: str) -> str:
 
     spec = model_spec(name)
     model = spec.builder(num_classes=2)
-    parts = [inspect.getsource(spec.builder), inspect.getsource(preprocess), repr(model)]
+    parts = [inspect.getsource(f) for f in (spec.builder, preprocess, _cheap_view)] + [repr(model)]
     parts += [inspect.getsource(cls) for cls in type(model).__mro__ if cls.__module__ == __name__]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
