@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-from tqdm.auto import tqdm
+# The text bar, not tqdm.auto: in a notebook that picks the widget bar, which needs ipywidgets and
+# warns without it; these bars are plain text on stderr everywhere.
+from tqdm import tqdm
 
 
 def progress_enabled() -> bool:
