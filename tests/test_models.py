@@ -75,7 +75,7 @@ def test_inference_module_gives_the_eager_outputs_and_leaves_the_model_alone(nam
     model = create_model(name, num_classes=5).eval()
     with torch.no_grad():  # nonzero batch-norm statistics, so that folding them into the convolutions matters
         for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     x = torch.randn(3, 3, 8, 32, 32)
