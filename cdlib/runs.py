@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cdlib.artifacts import ArtifactStore, code_version
+from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version
 from cdlib.config import Config, TrainConfig, config_hash
 from cdlib.data import ClipBank, build_dataset
 from cdlib.data.layouts import normalize_source
 from cdlib.losses import ConfidenceDistillationLoss
-from cdlib.models import create_model, model_fingerprint, weights_key
+from cdlib.models import create_model, model_fingerprint, require_weights, weights_key
 from cdlib.progress import log
 from cdlib.errors import ConfigError
 from cdlib.train import CLIP_CHOICES, predict, set_determinism, train_model
@@ -117,6 +117,12 @@ def teacher_spec(cfg: Config) -> dict:
     return spec
 
 
+def _require_pretrained(name: str, weights: str, kind: str, spec: dict, store: ArtifactStore | None) -> None:
+    """Fail now, before the data set is decoded, if a model still to train lacks its pretrained weights file."""
+    if weights and not (_store(store).directory(kind, spec) / PAYLOAD).exists():
+        require_weights(name, weights)
+
+
 def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_for, init_seed: int, kind: str,
          store: ArtifactStore | None, weights: str = "") -> TrainedModel:
     store = _store(store)
@@ -150,6 +156,7 @@ def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel
 
         return objective
 
+    _require_pretrained(cfg.teacher, cfg.teacher_weights, "teacher", teacher_spec(cfg), store)
     bank = get_bank(cfg, "train", store)
     return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store,
                 weights=cfg.teacher_weights)
@@ -216,6 +223,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
     the CE student the teacher's clips (:func:`student_train_config`).
     """
     weights = loss_weights(cfg, variant)
+    _require_pretrained(cfg.student, cfg.student_weights, f"student-{variant}", student_spec(cfg, variant), store)
     bank = get_bank(cfg, "train", store)
     teacher_logits = None
     target_temperature = 1.0

@@ -7,7 +7,7 @@ import torch
 
 from cdlib.config import TrainConfig, profile_config
 from cdlib.data.base import ClipBank
-from cdlib.errors import WeightsError
+from cdlib.errors import ConfigError, WeightsError
 from cdlib.models import (
     MEAN,
     STD,
@@ -191,11 +191,13 @@ def test_parameter_groups_split_the_backbone_from_the_new_layers():
     assert backbone["lr_factor"] == 0.1 and new["lr_factor"] == 1.0
     assert {id(p) for p in new["params"]} == {id(p) for p in model.heads.parameters()}
     assert len(backbone["params"]) + len(new["params"]) == len(list(model.parameters()))
-    # one group in the model's own order otherwise, so that training of the small models is unchanged
-    for name, factor in (("resnet18_fusion", 1.0), ("c3d_small", 0.1)):
+    # at factor 1 one group in the model's own order, so that training of the small models is unchanged
+    for name in ("resnet18_fusion", "c3d_small"):
         model = create_model(name, num_classes=5)
-        (group,) = parameter_groups(model, factor)
+        (group,) = parameter_groups(model, 1.0)
         assert group["params"] == list(model.parameters()) and group["lr_factor"] == 1.0
+    with pytest.raises(ConfigError, match="no pretrained backbone"):
+        parameter_groups(create_model("c3d_small", num_classes=5), 0.1)
 
 
 def test_training_moves_a_backbone_at_factor_zero_not_at_all():
@@ -229,3 +231,33 @@ def test_the_ucf101_profile_prints(capsys):
     assert (cfg["data"]["clip_length"], cfg["data"]["height"], cfg["data"]["width"]) == (16, 112, 112)
     assert cfg["data"]["source"].startswith("ucf101:") and cfg["data"]["source"].endswith(":1")
     assert cfg["teacher_train"]["backbone_lr_factor"] < 1
+
+
+def test_parameter_groups_look_into_distributed_data_parallel(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        model = create_model("resnet18_tsn", num_classes=3)
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        backbone, new = parameter_groups(wrapped, backbone_lr_factor=0.5)
+        assert {id(p) for p in new["params"]} == {id(p) for p in model.heads.parameters()}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_run_missing_its_weights_fails_before_touching_the_data(no_download, monkeypatch, tmp_path):
+    from cdlib import runs
+    from cdlib.artifacts import ArtifactStore
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the weights were checked")
+
+    monkeypatch.setattr(runs, "get_bank", no_data)
+    store = ArtifactStore(tmp_path / "artifacts")
+    cfg = profile_config("ci").replace(teacher="r3d_18", teacher_weights="KINETICS400_V1",
+                                       student="resnet18_tsn", student_weights="IMAGENET1K_V1")
+    with pytest.raises(WeightsError, match="r3d_18-b3b3357e.pth"):
+        runs.get_teacher(cfg, store)
+    with pytest.raises(WeightsError, match="resnet18-f37072fd.pth"):
+        runs.get_student(cfg, "ce", store)

@@ -49,12 +49,12 @@ from cdlib.models.core import (
     register_model,
 )
 from cdlib.models.small import _cheap_view
-from cdlib.models.weights import load_weights, weights_fingerprint
+from cdlib.models.weights import load_weights, require_weights_file, weights_fingerprint
 
 __all__ = [
     "MEAN", "STD", "ModelSpec", "Renormalize", "create_meta_model", "create_model", "inference_module",
     "list_models", "load_weights", "model_fingerprint", "model_spec", "parameter_groups", "preprocess",
-    "register_model", "weights_fingerprint", "weights_key",
+    "register_model", "require_weights", "weights_fingerprint", "weights_key",
 ]
 
 
@@ -91,3 +91,16 @@ def weights_key(name: str, weights: str) -> str:
     if arch is None:
         raise WeightsError(f"model {name!r} takes no pretrained weights (got {weights!r})")
     return weights_fingerprint(arch, weights)
+
+
+def require_weights(name: str, weights: str) -> None:
+    """Raise :class:`~cdlib.errors.WeightsError` now if the ``weights`` of model ``name`` are not on disk.
+
+    Loading them happens later, when the model is built; this lets a run fail
+    before it spends an hour decoding a data set.
+    """
+    if weights:
+        arch = model_spec(name).weights_arch
+        if arch is None:
+            raise WeightsError(f"model {name!r} takes no pretrained weights (got {weights!r})")
+        require_weights_file(arch, weights)

@@ -187,14 +187,21 @@ def parameter_groups(model: nn.Module, backbone_lr_factor: float = 1.0) -> list[
     (the classification layer for K classes, a student's confidence head). With
     ``backbone_lr_factor != 1`` every other parameter (the backbone) goes into a group
     of its own at that factor, so a pretrained backbone is fine-tuned more gently
-    than the freshly initialised head; otherwise, and for models without
-    ``new_layers``, all parameters form one group at factor 1.
+    than the freshly initialised head; with 1, all parameters form one group at
+    factor 1. A factor other than 1 for a model without ``new_layers`` (the small
+    models) is an error rather than ignored. A model wrapped in
+    ``DistributedDataParallel`` is looked into.
     """
     if backbone_lr_factor < 0:
         raise ConfigError(f"backbone_lr_factor must be >= 0, got {backbone_lr_factor}")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
     new_layers = tuple(getattr(model, "new_layers", ()))
-    if backbone_lr_factor == 1.0 or not new_layers:
+    if backbone_lr_factor == 1.0:
         return [{"params": list(model.parameters()), "lr_factor": 1.0}]
+    if not new_layers:
+        raise ConfigError(f"backbone_lr_factor is {backbone_lr_factor}, but {type(model).__name__} has no pretrained "
+                          "backbone (only the torchvision-based models do); set it to 1")
 
     def is_new(name: str) -> bool:
         return any(name == layer or name.startswith(layer + ".") for layer in new_layers)

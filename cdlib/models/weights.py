@@ -110,12 +110,22 @@ def _unwrap(state, path: Path) -> Mapping[str, torch.Tensor]:
     return state
 
 
+def require_weights_file(arch: str, weights: str) -> None:
+    """Raise :class:`WeightsError` if the file of ``weights`` (a name or a path) is not there."""
+    if is_weights_path(weights):
+        if not Path(weights).expanduser().is_file():
+            raise WeightsError(f"weights file {Path(weights).expanduser()} for {arch} does not exist")
+        return
+    member = torchvision_weights(arch, weights)
+    if not hub_file(member).is_file():
+        raise WeightsError(missing_file_message(arch, member))
+
+
 def load_weights(arch: str, weights: str) -> Pretrained:
     """The state dict of torchvision's ``arch`` named by ``weights`` (a weights name or a file), and its source."""
+    require_weights_file(arch, weights)
     if is_weights_path(weights):
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"weights file {path} for {arch} does not exist")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged or foreign file: say which
@@ -123,8 +133,6 @@ def load_weights(arch: str, weights: str) -> Pretrained:
         return _unwrap(state, path), str(path)
     member = torchvision_weights(arch, weights)
     file = hub_file(member)
-    if not file.is_file():
-        raise WeightsError(missing_file_message(arch, member))
     named = torch.hub.HASH_REGEX.search(file.name)
     if named and not _sha256(file).startswith(named.group(1)):
         raise WeightsError(f"{file} is not the file torchvision publishes for {arch} {member.name} (its SHA-256 does "
