@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
     add_book_commands(sub)
+
+    from cdlib.estimate import add_estimate_command
+
+    add_estimate_command(sub)
     return parser
 
 

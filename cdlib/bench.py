@@ -259,7 +259,7 @@ def benchmark_spec(cfg: Config, timing: bool = True) -> dict:
         "models": {which: config_hash(model_spec_of(cfg, which)) for which in ("teacher", *STUDENT_VARIANTS)},
         # runs: which outputs are evaluated; models: preprocessing and inference_module are timed
         "code": code_version("cdlib.bench", "cdlib.runs", "cdlib.gating", "cdlib.cost", "cdlib.calibration",
-                             "cdlib.models"),
+                             "cdlib.models.core"),
     }
 
 

@@ -7,7 +7,9 @@ import argparse
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """``--profile``, ``--seed`` and ``--set``: the options that make a config (:func:`config_from_args`)."""
-    parser.add_argument("--profile", default="ci", choices=("ci", "full"), help="config profile (default: ci)")
+    from cdlib.config import PROFILES
+
+    parser.add_argument("--profile", default="ci", choices=PROFILES, help="config profile (default: ci)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data generation, initialisation and order")
     parser.add_argument(
         "--set",

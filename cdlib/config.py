@@ -64,6 +64,9 @@ class TrainConfig:
     # the action (synthetic data; clips of real videos count as action clips, as
     # trimmed data sets such as UCF101 are mostly action from start to end).
     clips: str = "all"
+    # Learning rate of a pretrained backbone as a multiple of lr (the new layers'), >= 0; 0 freezes its weights.
+    # Only models built on torchvision networks have one (cdlib.models.parameter_groups); 1: one learning rate.
+    backbone_lr_factor: float = 1.0
 
 
 @dataclass
@@ -96,6 +99,11 @@ class Config:
     seed: int = 0
     teacher: str = "c3d_small"
     student: str = "student_fusion"
+    # Pretrained weights of the teacher and the student (cdlib.models.weights): "" (random initialisation), a
+    # torchvision weights name of the model's architecture (KINETICS400_V1, IMAGENET1K_V1, DEFAULT), read from
+    # $TORCH_HOME/hub/checkpoints/ and never downloaded, or a path to a state-dict file of that network.
+    teacher_weights: str = ""
+    student_weights: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, clips="action"))
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, clips_per_video=4))
@@ -113,11 +121,11 @@ class Config:
         return apply_overrides(self, dotted)
 
 
-PROFILES = ("ci", "full")
+PROFILES = ("ci", "full", "ucf101")
 
 
 def profile_config(profile: str = "ci", seed: int = 0) -> Config:
-    """The default :class:`Config` of a profile (``ci`` or ``full``)."""
+    """The default :class:`Config` of a profile (``ci``, ``full`` or ``ucf101``)."""
     if profile == "ci":
         return Config(profile="ci", seed=seed)
     if profile == "full":
@@ -128,6 +136,24 @@ def profile_config(profile: str = "ci", seed: int = 0) -> Config:
             teacher_train=TrainConfig(epochs=24, clips="action"),
             student_train=TrainConfig(epochs=30, clips_per_video=6),
             bench=BenchConfig(random_repeats=10, wall_videos=24, wall_repeats=5),
+        )
+    if profile == "ucf101":
+        # The thesis's setting, sized for one GPU (README, "Running at scale"; `python -m cdlib estimate
+        # --profile ucf101` counts its FLOPs and expected hours): a Kinetics-400-pretrained R(2+1)D-18 teacher on
+        # 16-frame 112x112 clips, an ImageNet-pretrained MobileNetV3-Small student on 4 of their frames (under
+        # 1/100 of the teacher's FLOPs), UCF101 split 1 (give its folder with --data ucf101:<root>:1). Batch sizes
+        # fit a 24 GB GPU with bf16 autocast; epochs and learning rates are starting values, not tuned.
+        return Config(
+            profile="ucf101",
+            seed=seed,
+            teacher="r2plus1d_18",
+            teacher_weights="KINETICS400_V1",
+            student="mobilenet_v3_small_tsn",
+            student_weights="IMAGENET1K_V1",
+            data=DataConfig(source="ucf101:~/data/UCF101:1", height=112, width=112, clip_length=16),
+            teacher_train=TrainConfig(epochs=10, batch_size=32, lr=1e-3, clips_per_video=4, backbone_lr_factor=0.1),
+            student_train=TrainConfig(epochs=15, batch_size=64, lr=1e-3, clips_per_video=4, backbone_lr_factor=0.1),
+            bench=BenchConfig(random_repeats=10, wall_videos=16, wall_repeats=3),
         )
     raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cdlib.artifacts import ArtifactStore, code_version
+from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version
 from cdlib.config import Config, TrainConfig, config_hash
 from cdlib.data import ClipBank, build_dataset
 from cdlib.data.layouts import normalize_source
 from cdlib.losses import ConfidenceDistillationLoss
-from cdlib.models import create_model, model_fingerprint
+from cdlib.models import create_model, model_fingerprint, require_weights, weights_key
 from cdlib.progress import log
 from cdlib.errors import ConfigError
 from cdlib.train import CLIP_CHOICES, predict, set_determinism, train_model
@@ -104,7 +104,7 @@ class TrainedModel:
 
 
 def teacher_spec(cfg: Config) -> dict:
-    return {
+    spec = {
         "role": "teacher",
         "model": cfg.teacher,
         "model_code": model_fingerprint(cfg.teacher),
@@ -112,10 +112,19 @@ def teacher_spec(cfg: Config) -> dict:
         **data_spec(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE),
     }
+    if cfg.teacher_weights:  # only then, so that models trained from scratch keep their keys
+        spec["weights"] = weights_key(cfg.teacher, cfg.teacher_weights)
+    return spec
+
+
+def _require_pretrained(name: str, weights: str, kind: str, spec: dict, store: ArtifactStore | None) -> None:
+    """Fail now, before the data set is decoded, if a model still to train lacks its pretrained weights file."""
+    if weights and not (_store(store).directory(kind, spec) / PAYLOAD).exists():
+        require_weights(name, weights)
 
 
 def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_for, init_seed: int, kind: str,
-         store: ArtifactStore | None) -> TrainedModel:
+         store: ArtifactStore | None, weights: str = "") -> TrainedModel:
     store = _store(store)
     train_bank = get_bank(cfg, "train", store)
     num_classes = train_bank.num_classes
@@ -123,7 +132,7 @@ def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_f
     def build(work_dir):
         set_determinism(cfg.bench.num_threads)
         torch.manual_seed(init_seed)
-        model = create_model(name, num_classes=num_classes)
+        model = create_model(name, num_classes=num_classes, weights=weights)
         history = train_model(
             model, train_bank, objective_for(), train_cfg, seed=cfg.seed, work_dir=work_dir,
             val_bank=get_bank(cfg, "val", store), desc=f"{kind} {name}",
@@ -147,8 +156,10 @@ def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel
 
         return objective
 
+    _require_pretrained(cfg.teacher, cfg.teacher_weights, "teacher", teacher_spec(cfg), store)
     bank = get_bank(cfg, "train", store)
-    return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store)
+    return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store,
+                weights=cfg.teacher_weights)
 
 
 def loss_weights(cfg: Config, variant: str) -> dict:
@@ -199,6 +210,8 @@ def student_spec(cfg: Config, variant: str) -> dict:
     }
     if variant != "ce":
         spec["teacher"] = teacher_spec(cfg)
+    if cfg.student_weights:
+        spec["weights"] = weights_key(cfg.student, cfg.student_weights)
     return spec
 
 
@@ -210,6 +223,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
     the CE student the teacher's clips (:func:`student_train_config`).
     """
     weights = loss_weights(cfg, variant)
+    _require_pretrained(cfg.student, cfg.student_weights, f"student-{variant}", student_spec(cfg, variant), store)
     bank = get_bank(cfg, "train", store)
     teacher_logits = None
     target_temperature = 1.0
@@ -232,7 +246,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
 
     init_seed = cfg.seed * 1000 + sum(map(ord, cfg.student))
     return _fit(cfg.student, student_spec(cfg, variant), cfg, student_train_config(cfg, variant), objective_for, init_seed,
-                f"student-{variant}", store)
+                f"student-{variant}", store, weights=cfg.student_weights)
 
 
 def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:

@@ -20,7 +20,7 @@ from cdlib.artifacts import atomic_save, discard, verified_load
 from cdlib.config import TrainConfig
 from cdlib.data.base import ClipBank
 from cdlib.errors import ArtifactError, ConfigError
-from cdlib.models import preprocess
+from cdlib.models import parameter_groups, preprocess
 from cdlib.progress import log, progress_bar
 
 #: objective(model_outputs, clip_indices) -> (loss, {component: float})
@@ -139,7 +139,10 @@ def train_model(
     """
     if train_cfg.epochs < 1 or train_cfg.batch_size < 1 or train_cfg.lr <= 0:
         raise ConfigError(f"train: epochs and batch_size must be >= 1 and lr > 0, got {train_cfg}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    # Parameter groups come from the model (cdlib.models.parameter_groups): a pretrained backbone trains at
+    # train_cfg.backbone_lr_factor times the learning rate of the new layers; each group carries its lr_factor.
+    groups = parameter_groups(model, train_cfg.backbone_lr_factor)
+    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     history: list[dict] = []
     first_epoch = 0
     checkpoint_path = Path(work_dir) / CHECKPOINT if work_dir is not None else None
@@ -166,7 +169,7 @@ def train_model(
         for step in bar:
             idx = order[step * train_cfg.batch_size : (step + 1) * train_cfg.batch_size]
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(train_cfg.lr, epoch * steps_per_epoch + step, total_steps)
+                group["lr"] = group["lr_factor"] * learning_rate(train_cfg.lr, epoch * steps_per_epoch + step, total_steps)
             loss, parts = objective(model(preprocess(bank.clips[idx])), idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
