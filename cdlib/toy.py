@@ -157,6 +157,15 @@ def confidence_grid(model: nn.Module, extent=40.0, resolution: int = 201, temper
     ``extent`` is a half-width ``a`` (the square ``[-a, a]²``) or
     ``(xmin, xmax, ymin, ymax)``; the grid includes the edges.
     """
+    extent, xs, ys, points = _grid_points(extent, resolution)
+    conf, pred = max_softmax(toy_logits(model, points), temperature)
+    shape = (resolution, resolution)
+    return ConfidenceGrid(xs, ys, conf.numpy().reshape(shape), pred.numpy().reshape(shape), extent, float(temperature))
+
+
+def _grid_points(extent, resolution: int) -> tuple[tuple, np.ndarray, np.ndarray, torch.Tensor]:
+    """``extent`` (a half-width or ``(xmin, xmax, ymin, ymax)``), checked -> ``(xmin, xmax, ymin, ymax)``,
+    ``xs``, ``ys`` and the grid's points ``[resolution², 2]`` in row-major order (row = y)."""
     if isinstance(extent, (int, float)):
         if not extent > 0:
             raise ConfigError(f"extent: expected a half-width > 0, got {extent!r}")
@@ -169,10 +178,7 @@ def confidence_grid(model: nn.Module, extent=40.0, resolution: int = 201, temper
     xs = np.linspace(extent[0], extent[1], resolution)
     ys = np.linspace(extent[2], extent[3], resolution)
     gx, gy = np.meshgrid(xs, ys)  # gx[i, j] = xs[j], gy[i, j] = ys[i]
-    points = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], axis=1))
-    conf, pred = max_softmax(toy_logits(model, points), temperature)
-    shape = (resolution, resolution)
-    return ConfidenceGrid(xs, ys, conf.numpy().reshape(shape), pred.numpy().reshape(shape), extent, float(temperature))
+    return extent, xs, ys, torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], axis=1))
 
 
 def random_directions(n: int, seed: int = 0) -> torch.Tensor:
@@ -257,3 +263,143 @@ def run_toy(seed: int = 0, n_train: int = 200, n_val: int = 400, n_test: int = 2
     model = train_toy(*train, seed=seed, **train_kwargs)
     temperature = fit_temperature(toy_logits(model, val[0]), val[1])
     return ToyRun(seed, model, temperature, train, val, test)
+
+
+# ----------------------------------------------------------------------------- distilled and distance-aware scores
+
+class ToyStudent(nn.Module):
+    """The toy's CD student: a ReLU trunk ``φ: R² → R^H``, a class head and a score head on ``φ``.
+
+    The same two heads as the video students (:mod:`cdlib.models.small`): class
+    logits ``[n, K]`` and a score logit ``[n]`` with ``s = σ(score_logit)``.
+    """
+
+    def __init__(self, num_classes: int = 4, hidden=(64, 64), in_features: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+        self.score_head = nn.Sequential(nn.Linear(width, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return self.classifier(features), self.score_head(features).squeeze(-1)
+
+
+def train_toy_student(x: torch.Tensor, y: torch.Tensor, teacher: nn.Module, teacher_temperature: float = 1.0,
+                      hidden=(64, 64), steps: int = 500, lr: float = 1e-2, seed: int = 0, **loss_kwargs) -> ToyStudent:
+    """Fit a :class:`ToyStudent` by full-batch Adam on the confidence-distillation loss
+    (:class:`cdlib.losses.ConfidenceDistillationLoss`, ``loss_kwargs`` its weights) against ``teacher``.
+
+    The score's target is the teacher's true-class probability at ``teacher_temperature``
+    (by default), so ``s`` learns where the teacher is right. Deterministic in ``seed``.
+    """
+    from cdlib.losses import ConfidenceDistillationLoss
+
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.long)
+    teacher_logits = toy_logits(teacher, x).float()
+    loss_fn = ConfidenceDistillationLoss(target_temperature=teacher_temperature, **loss_kwargs)
+    torch.manual_seed(seed)
+    student = ToyStudent(num_classes=teacher_logits.shape[1], hidden=hidden, in_features=x.shape[1])
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    student.train()
+    for _ in range(steps):
+        logits, score_logit = student(x)
+        loss = loss_fn(logits, score_logit, teacher_logits, y).total
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    student.eval()
+    return student
+
+
+#: the toy's confidence signals, in the order the book shows them
+TOY_SIGNALS = ("teacher_maxprob", "student_maxprob", "s", "s_da")
+
+
+@dataclass
+class ToyDistillation:
+    """A toy CD student of a :class:`ToyRun`'s teacher and its distance-aware confidence.
+
+    ``transfer``: the student's own training points (a fresh draw of the blobs);
+    ``confidence``: the :class:`cdlib.distance.DistanceConfidence` fitted on the
+    student's features of the transfer points (one Gaussian per class) with its
+    gate set on the run's validation points.
+    """
+
+    run: ToyRun
+    student: ToyStudent
+    transfer: tuple[torch.Tensor, torch.Tensor]
+    confidence: object
+
+    @torch.no_grad()
+    def scores(self, points) -> dict[str, torch.Tensor]:
+        """Every signal of :data:`TOY_SIGNALS` at ``points [n, 2]``, float64 ``[n]`` each.
+
+        ``teacher_maxprob``: the teacher's temperature-scaled max-softmax;
+        ``student_maxprob``: the student's max-softmax; ``s``: the distilled score;
+        ``s_da``: ``s`` times the distance gate of the student's features.
+        """
+        points = torch.as_tensor(points, dtype=torch.float64)
+        student = self.student if _is_float64(self.student) else _double_copy(self.student)
+        logits, score_logit = student(points)
+        s = torch.sigmoid(score_logit)
+        return {
+            "teacher_maxprob": max_softmax(toy_logits(self.run.model, points), self.run.temperature)[0],
+            "student_maxprob": logits.softmax(-1).amax(-1),
+            "s": s,
+            "s_da": self.confidence(s, student.features(points)),
+        }
+
+    def grid(self, signal: str, extent=40.0, resolution: int = 201) -> ConfidenceGrid:
+        """``signal`` (one of :data:`TOY_SIGNALS`) on a grid, as :func:`confidence_grid` (prediction: the student's)."""
+        if signal not in TOY_SIGNALS:
+            raise ConfigError(f"signal: expected one of {', '.join(TOY_SIGNALS)}, got {signal!r}")
+        extent, xs, ys, points = _grid_points(extent, resolution)
+        values = self.scores(points)[signal]
+        with torch.no_grad():
+            prediction = _double_copy(self.student)(points)[0].argmax(-1)
+        shape = (resolution, resolution)
+        return ConfidenceGrid(xs, ys, values.numpy().reshape(shape), prediction.numpy().reshape(shape), extent, 1.0)
+
+    def rays(self, directions, alphas) -> pd.DataFrame:
+        """Every signal along rays ``α·d``: one row per ``(direction, alpha)`` with ``direction``, ``angle``
+        (degrees), ``alpha``, ``norm`` and one column per signal of :data:`TOY_SIGNALS`."""
+        directions = torch.as_tensor(directions, dtype=torch.float64)
+        if directions.ndim != 2 or directions.shape[1] != 2:
+            raise ConfigError(f"directions: expected [n, 2], got shape {tuple(directions.shape)}")
+        alphas_t = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
+        if alphas_t.ndim != 1 or len(alphas_t) == 0:
+            raise ConfigError("alphas: expected a non-empty 1D sequence of scales")
+        points = (alphas_t[None, :, None] * directions[:, None, :]).reshape(-1, 2)
+        n_dir, n_alpha = directions.shape[0], alphas_t.shape[0]
+        table = {
+            "direction": np.repeat(np.arange(n_dir), n_alpha),
+            "angle": np.repeat(np.degrees(np.arctan2(directions[:, 1].numpy(), directions[:, 0].numpy())), n_alpha),
+            "alpha": np.tile(alphas_t.numpy(), n_dir),
+            "norm": (alphas_t[None, :] * directions.norm(dim=1)[:, None]).reshape(-1).numpy(),
+        }
+        table.update({name: values.numpy() for name, values in self.scores(points).items()})
+        return pd.DataFrame(table)
+
+
+def distill_toy(run: ToyRun, n_transfer: int = 1000, method: str = "gaussian", **train_kwargs) -> ToyDistillation:
+    """Train a :class:`ToyStudent` of ``run``'s temperature-scaled teacher on ``n_transfer`` fresh blob points
+    (seed ``run.seed + 3000``; initialisation seeded by ``run.seed``) and fit its distance-aware confidence
+    (:func:`cdlib.distance.fit_distance_confidence`): the distance on the student's features of those points,
+    the gate on its features of ``run.val``. The run's test points are never used."""
+    from cdlib.distance import fit_distance_confidence
+
+    transfer = make_blobs(n_transfer, seed=run.seed + 3000)
+    student = train_toy_student(*transfer, run.model, run.temperature, seed=run.seed, **train_kwargs)
+    with torch.no_grad():
+        train_features = student.features(transfer[0])
+        val_features = student.features(run.val[0])
+    labels = transfer[1] if method == "gaussian" else None
+    confidence = fit_distance_confidence(train_features, val_features, method, train_labels=labels)
+    return ToyDistillation(run, student, transfer, confidence)
