@@ -51,15 +51,17 @@ DEFAULT_QUANTILE = 0.99
 def student_features(model: nn.Module, clips: Tensor, batch_size: int = 256) -> dict[str, Tensor]:
     """Penultimate features ``φ [M, D]``, class ``logits [M, K]`` and ``score_logit [M]`` of a student on uint8 clips.
 
-    ``φ`` is the input of the student's ``score_head`` (and of its classifier),
-    caught by a forward hook, so any two-headed student with a ``score_head``
-    works without changing its code.
+    ``φ`` is the input of the student's ``score_head`` module (and of its
+    classifier), wherever it sits in the model, caught by a forward hook, so any
+    two-headed student of :mod:`cdlib.models` works without changing its code.
     """
     from cdlib.models import preprocess
 
-    head = getattr(model, "score_head", None)
-    if head is None:
-        raise ConfigError(f"{type(model).__name__} has no score_head: distance-aware confidence needs a CD student")
+    heads = [module for name, module in model.named_modules() if name.rsplit(".", 1)[-1] == "score_head"]
+    if len(heads) != 1:
+        raise ConfigError(f"{type(model).__name__} has {len(heads)} modules named score_head, expected one: "
+                          "distance-aware confidence needs a CD student")
+    head = heads[0]
     model.eval()
     caught: list[Tensor] = []
     hook = head.register_forward_hook(lambda _module, inputs, _output: caught.append(inputs[0].detach()))

@@ -154,6 +154,14 @@ def test_student_features_are_what_both_heads_read():
         student_features(create_model("c3d_small", num_classes=3), clips)
 
 
+def test_student_features_find_the_score_head_of_a_torchvision_student():
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v3_small_tsn", num_classes=3).eval()
+    clips = torch.randint(0, 256, (2, 8, 32, 32, 3), dtype=torch.uint8)
+    out = student_features(model, clips)
+    assert torch.allclose(model.heads.score_head(out["features"]).squeeze(-1), out["score_logit"], atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- the 2D toy
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,11 @@ def evaluate(cfg, store=None) -> dict:
     student = runs.get_outputs(cfg, "cd", "test", store)
     shape = (3, cfg.data.clip_length, cfg.data.height, cfg.data.width)
     ratio = flops_per_clip(trained.model, shape) / flops_per_clip(runs.get_model(cfg, "teacher", store).model, shape)
+    return {**gate_metrics(cfg, teacher, student, ratio), "train_seconds": train_seconds, "history": trained.history}
+
+
+def gate_metrics(cfg, teacher: dict, student: dict, ratio: float) -> dict:
+    """cd_gate vs the oracle on the test outputs of the teacher and a CD student costing ``ratio`` teachers per clip."""
     videos = videos_of(teacher, student)
     n = max(v.num_clips for v in videos)
     dense = run_policy("dense_teacher", videos, None)["accuracy"]
@@ -108,8 +113,6 @@ def evaluate(cfg, store=None) -> dict:
         "cd_auroc": auroc(torch.sigmoid(student["score_logit"]), correct),
         "student_action_clip_accuracy": float((student["logits"].argmax(-1) == student["labels"])[action].float().mean()),
         "early_exit": exits,
-        "train_seconds": train_seconds,
-        "history": trained.history,
     }
 
 
