@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from cdlib.cli import add_run_options, config_from_args, print_skipped
+from cdlib.cli import add_run_options, config_from_args, output_file, print_skipped
 from cdlib.errors import CdlibError, ConfigError
 
 
@@ -83,6 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from cdlib.folds import format_folds, run_folds
 
     cfg, configs = run_configs(args)
+    if args.out:
+        output_file(args.out)
     store = store_from_args(args)
     if len(configs) > 1:
         result = run_folds(cfg, store, recompute=args.recompute)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 DATA_HELP = ("synthetic (default), ucf101:<root>[:fold], ucf101:<root>:<annotation_dir>[:fold], "
              "hmdb51:<root>:<split_dir>[:fold] or kinetics:<root>; fold 'all' runs every fold and reports mean ± std")
@@ -39,6 +41,23 @@ def config_from_args(args: argparse.Namespace, source: str | None = None):
 
     source = source if source is not None else getattr(args, "data", None)
     return make_config(args.profile, args.seed, source, args.overrides)
+
+
+def output_file(path, option: str = "--out") -> Path:
+    """The file ``path`` will be written to, checked before any work: not a folder, in a folder that can be
+    created and written. Refused with :class:`~cdlib.errors.ConfigError` naming it otherwise."""
+    from cdlib.errors import ConfigError
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"{out}: {option} names a folder; give a file name, e.g. {out / 'results.json'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: {option}: cannot create its folder {out.parent} ({exc.strerror or exc})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"{out}: {option}: the folder {out.parent} is not writable")
+    return out
 
 
 def print_skipped(skipped: list[dict], file=None) -> None:

@@ -102,3 +102,15 @@ def test_bench_refuses_a_named_source_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and f"{tmp_path / 'typo'}: data root does not exist" in err and "Accepted data sources" in err
     assert not (tmp_path / "store").exists()
+
+
+def test_bench_refuses_an_output_path_it_cannot_write_before_any_work(tmp_path, capsys):
+    code = main(["bench", "--out", str(tmp_path), "--artifacts", str(tmp_path / "store")])
+    assert code != 0 and f"{tmp_path}: --out names a folder" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["bench", "--out", str(blocker / "r.json"), "--artifacts", str(tmp_path / "store")])
+    assert code != 0 and f"cannot create its folder {blocker}" in capsys.readouterr().err
+    code = main(["bench", "--artifacts", str(blocker)])
+    assert code != 0 and f"{blocker}: cannot use it as the artifact store" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
