@@ -116,7 +116,7 @@ def _problems(exc: ValidationError, prefix: str) -> list[str]:
     """One line per error of ``exc``, each starting with the dotted key it is about."""
     lines = []
     for error in exc.errors(include_url=False):
-        key = ".".join([prefix, *map(str, error["loc"])] if prefix else map(str, error["loc"])) or prefix or "config"
+        key = ".".join([prefix] * bool(prefix) + [str(part) for part in error["loc"]]) or "config"
         message = error["msg"]
         if error["type"] == "value_error":  # raised by our validators, which say what they got
             message = message.removeprefix("Value error, ")
