@@ -170,5 +170,5 @@ def mean_std_text(stat: dict, fmt: str = "{:.3f}") -> str:
         return "none"
     text = fmt.format(stat["mean"])
     if stat["std"] is not None:
-        text += " ± " + fmt.format(stat["std"])
+        text += " ± " + fmt.replace("+", "").format(stat["std"])  # a sign belongs to the mean only
     return text

@@ -114,3 +114,7 @@ def test_bench_refuses_an_output_path_it_cannot_write_before_any_work(tmp_path, 
     code = main(["bench", "--artifacts", str(blocker)])
     assert code != 0 and f"{blocker}: cannot use it as the artifact store" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
+
+
+def test_mean_std_text_signs_the_mean_only():
+    assert folds.mean_std_text({"mean": 0.01, "std": 0.02, "n": 2}, "{:+.3f}") == "+0.010 ± 0.020"
