@@ -43,6 +43,7 @@ SOURCE_FORMS = (
 
 #: the fold field that means "every fold"
 ALL_FOLDS = "all"
+_FOLD_NOTE = f"(fold: 1, 2, ... or {ALL_FOLDS!r} for every fold)"
 
 UCF101_LAYOUT = "a UCF101 tree: <root>/<Class>/*.avi and <root>/ucfTrainTestlist/{classInd,trainlist0F,testlist0F}.txt"
 HMDB51_LAYOUT = "an HMDB51 tree: <root>/<class>/*.avi (splits in <split_dir>/<class>_test_split{F}.txt)"
@@ -57,12 +58,13 @@ def abspath(path) -> Path:
 
 
 def _source_error(source: str, why: str) -> ConfigError:
-    return ConfigError(f"data.source: {why} in {source!r}; accepted forms: {', '.join(SOURCE_FORMS)}")
+    return ConfigError(f"data.source: {why} in {source!r}; accepted forms: {', '.join(SOURCE_FORMS)} {_FOLD_NOTE}")
 
 
 def refuse(path, problem: str, expected: str) -> DataError:
     """The error for a named path that cannot be used: the path, what is wrong, what was expected, the forms."""
-    return DataError(f"{path}: {problem}; expected {expected}. Accepted data sources: {', '.join(SOURCE_FORMS)}")
+    return DataError(f"{path}: {problem}; expected {expected}. Accepted data sources: {', '.join(SOURCE_FORMS)} "
+                     f"{_FOLD_NOTE}")
 
 
 def require_folder(path, what: str, expected: str) -> Path:
