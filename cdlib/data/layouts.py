@@ -40,8 +40,10 @@ Building a split decodes every listed video once, through the decode cache
 a full decode is the only check that catches a stream truncated half-way, and the
 clips then load from the cache on access. A listed video that is missing, empty,
 not a video, truncated or shorter than one clip is *skipped*: recorded in
-``dataset.skipped`` as ``(path, reason)`` and listed by :meth:`report`, with a
-one-line summary on stderr. Data-set-level findings that do not stop the build —
+``dataset.skipped`` as ``(path, reason)`` and listed by :meth:`report`, which goes
+to stderr when the split is built; :func:`skipped_videos` collects them over the
+splits for the benchmark JSON (``data.skipped``) and the command line, which prints
+each by path and reason. Data-set-level findings that do not stop the build —
 a class with no video in the split — go to ``dataset.issues`` and the report.
 ``strict=True`` turns the first skip or issue into an exception
 (:class:`~cdlib.errors.VideoError` for one file, :class:`~cdlib.errors.DataError`
