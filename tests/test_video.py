@@ -227,13 +227,14 @@ def test_default_real_source_is_the_shipped_set_and_falls_back_only_when_it_is_m
     assert shipped == export.DefaultSource(f"ucf101:{weizmann_rgb_dir}:all", "the Weizmann videos shipped in "
                                            "data/weizmann-rgb", False)
     # Shipped set missing: the trimmed synthetic set, exported once as videos, reused afterwards.
-    monkeypatch.setattr(export, "FALLBACK_OVERRIDES", {**export.FALLBACK_OVERRIDES, "data.num_train": 6,
-                                                       "data.num_val": 3, "data.num_test": 3})
+    monkeypatch.setattr(export, "FALLBACK_OVERRIDES", {**export.FALLBACK_OVERRIDES, "data.num_train": 4,
+                                                       "data.num_val": 4, "data.num_test": 4})
     chosen = export.default_real_source(2, base, shipped_root=tmp_path / "absent", root=tmp_path / "store")
     assert chosen.fallback and str(tmp_path / "absent") in chosen.reason and "missing" in chosen.reason
     assert chosen.source.startswith(f"ucf101:{tmp_path / 'store' / 'exported'}") and chosen.source.endswith(":1")
     manifest = json.loads((Path(chosen.source.split(":")[1]) / "synthetic_export.json").read_text())
     assert manifest["seed"] == 3 and manifest["data"]["informative_fraction"] == 1.0  # trimmed: action throughout
+    assert manifest["data"]["num_classes"] == 4 and chosen.description.startswith("the synthetic videos (4 classes)")
     monkeypatch.setattr(export, "export_synthetic", lambda *a, **k: pytest.fail("exported twice"))
     assert export.default_real_source(2, base, shipped_root=tmp_path / "absent", root=tmp_path / "store") == chosen
 
