@@ -1,4 +1,4 @@
-"""Bad input gets a clear error naming the file and the problem, and nothing is lost (DESIGN.md §2.3).
+"""Bad input gets a clear error naming the file and the problem, and nothing is lost.
 
 Each case: the non-strict scan skips the file (or records an issue) and lists it in
 ``dataset.report()``; ``strict=True`` raises a cdlib error naming it; no PyAV
