@@ -178,7 +178,8 @@ def setup_chapter(name: str, profile: str = "ci", seed: int = 0, data: str = "sy
         data_line = (f"data: {chosen.description}, because {chosen.reason} (`{chosen.source}`); what the "
                      "text says about the default data does not apply to it")
     elif data != defaults.get("data"):
-        data_line = f"data: {chosen.description} (`{chosen.source}`; default `{defaults.get('data')}`)"
+        default = f"`{defaults['data']}`" if defaults.get("data") else "the shipped real set"
+        data_line = f"data: {chosen.description} (`{chosen.source}`; default {default})"
     differences = _differences(defaults, given, data_line)
 
     import torch

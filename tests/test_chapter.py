@@ -78,7 +78,9 @@ def test_a_named_source_is_used_or_refused_never_replaced(tmp_path, weizmann_rgb
         setup_chapter("real_videos", data="", data_root=str(copy), fold=1, figures=False)
     chapter = setup_chapter("real_videos", data=f"ucf101:{copy}:{tmp_path / 'lists'}:all", fold="all", figures=False)
     assert chapter.sources == [f"ucf101:{copy}:{tmp_path / 'lists'}:{f}" for f in (1, 2, 3)]
-    assert not chapter.fallback and f"data: the UCF101-layout videos at {copy}, every fold" in chapter.banner_text()
+    assert not chapter.fallback and chapter.differences == [
+        f"data: the UCF101-layout videos at {copy}, every fold (`{chapter.sources[0][:-2]}:all`; default the shipped "
+        "real set)"]
 
 
 def test_no_data_named_means_the_shipped_set_or_only_when_it_is_missing_the_fallback(tmp_path, monkeypatch,
