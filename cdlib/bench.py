@@ -26,6 +26,7 @@ from cdlib.artifacts import ArtifactStore, atomic_write, code_version
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config, config_hash
 from cdlib.cost import flops_per_clip, time_call, video_gflops
+from cdlib.data import skipped_videos
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
 from cdlib.models import inference_module, preprocess
 from cdlib.progress import log, progress_bar
@@ -294,7 +295,8 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
             "version": VERSION,
             "profile": cfg.profile,
             "seed": cfg.seed,
-            "data": {**dataclasses.asdict(cfg.data), "test_videos": int(outputs["teacher"]["video"].max()) + 1},
+            "data": {**dataclasses.asdict(cfg.data), "test_videos": int(outputs["teacher"]["video"].max()) + 1,
+                     "skipped": skipped_videos(cfg.data, cfg.seed)},
             "config_hash": config_hash(cfg),
             "config": dataclasses.asdict(cfg),
             "cost": {
