@@ -84,9 +84,13 @@ class BenchConfig:
 
     # cd_gate exit thresholds; a value above 1 never exits
     thetas: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+    # cd_gate weights lambda of the student's clips next to the teacher's (0: teacher's clips only)
+    student_weights: tuple[float, ...] = (0.0, 0.5, 1.0)
     random_repeats: int = 5  # draws averaged for random_k
-    wall_videos: int = 8  # videos timed per operating point
-    wall_repeats: int = 4  # passes over all operating points (see cdlib.bench.measure_wall_clock)
+    wall_selected_videos: int = 100  # test videos timed for the points chosen on val (all if fewer)
+    wall_videos: int = 8  # test videos timed for the rest of each curve (0: not timed)
+    wall_repeats: int = 4  # passes over the timed points (see cdlib.bench.measure_wall_clock)
+    throughput_batch: int = 16  # videos per batch in the throughput timing
     num_threads: int = 2
 
 
