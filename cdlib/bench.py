@@ -179,6 +179,12 @@ def ce_baseline(val_auroc: dict[str, float]) -> dict:
     return {"student": student, "signal": signal, "policy": policy, "val_auroc": scores}
 
 
+def ce_baseline_of(results: Sequence[dict]) -> dict:
+    """:func:`ce_baseline` on the val AUROCs of benchmark ``results`` (one per seed), averaged over them."""
+    signals = [signal for signal, _ in CE_BASELINES.values()]
+    return ce_baseline({name: sum(r["confidence_auroc_val"][name] for r in results) / len(results) for name in signals})
+
+
 def _finite(value: float) -> float:
     return value if value == value else -math.inf  # NaN (one class only) ranks last
 
