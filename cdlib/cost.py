@@ -41,11 +41,10 @@ def time_interleaved(calls: Sequence[Callable[[object], object]], units: Sequenc
     """Wall-clock seconds of every call on every unit, ``[len(calls), passes, len(units)]``.
 
     In each pass, unit after unit, every call runs on that unit one after the
-    other, so the times of one (pass, unit) block are taken moments apart: a
-    drift in the machine's speed (other work, frequency scaling) hits every call
-    of a block alike and cancels in their ratio. With ``warmup``, every call
-    first runs once on the first unit, untimed. ``clock`` returns seconds; it is
-    injected so that tests can drive it.
+    other, so the times of one (pass, unit) block are taken moments apart and
+    every call sees the same quiet and busy periods of a shared machine. With
+    ``warmup``, every call first runs once on the first unit, untimed. ``clock``
+    returns seconds; it is injected so that tests can drive it.
     """
     if warmup:
         for call in calls:
@@ -60,26 +59,26 @@ def time_interleaved(calls: Sequence[Callable[[object], object]], units: Sequenc
     return seconds
 
 
-def ratio_of_totals(seconds: torch.Tensor, reference: int) -> torch.Tensor:
-    """Per call, ``median_r (Σ_u t[j, r, u] / Σ_u t[reference, r, u])`` for ``seconds = t [calls, passes, units]``.
+def fastest_totals(seconds: torch.Tensor) -> torch.Tensor:
+    """Per call, ``Σ_u min_r t[j, r, u]`` for ``seconds = t [calls, passes, units]``: its total time over
+    the units, each unit timed by its fastest pass.
 
-    Within a pass, the total time of a call over all units divided by the
-    reference's total over the same units: what the call costs relative to the
-    reference for that workload, long units counting in proportion to their
-    time (a median of per-unit ratios is not a cost: an adaptive policy that is
-    fast on most videos and slow on a few would look as cheap as on the fast
-    ones). The median over passes drops a pass that other work slowed.
+    Other work on a shared machine only ever adds time, in bursts that can
+    double a run; the fastest of the interleaved passes is each unit's time with
+    the least of it. Interleaving gives every call the same quiet and busy
+    moments, so no call is favoured.
     """
-    totals = seconds.sum(dim=2)
-    return _median(totals / totals[reference])
+    return seconds.amin(dim=1).sum(dim=1)
 
 
-def median_total(seconds: torch.Tensor) -> torch.Tensor:
-    """Per call, ``median_r Σ_u t[j, r, u]``: its total time over the units in a typical pass."""
-    return _median(seconds.sum(dim=2))
+def ratio_of_totals(seconds: torch.Tensor, reference: int) -> torch.Tensor:
+    """Per call, ``Σ_u min_r t[j, r, u] / Σ_u min_r t[reference, r, u]`` (:func:`fastest_totals`).
 
-
-def _median(values: torch.Tensor) -> torch.Tensor:
-    """The median over the last dimension; of an even count, the mean of the two middle values
-    (``torch.median`` would return the lower one)."""
-    return values.quantile(0.5, dim=-1)
+    The total time of a call over all units divided by the reference's total
+    over the same units: what the call costs relative to the reference for that
+    workload, long units counting in proportion to their time. A median of
+    per-unit ratios is not a cost: an adaptive policy that is fast on most
+    videos and slow on a few would look as cheap as on the fast ones.
+    """
+    totals = fastest_totals(seconds)
+    return totals / totals[reference]
