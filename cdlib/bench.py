@@ -76,8 +76,9 @@ it asks for, every model frozen for CPU inference by
 
 The selected points of every policy (``selected``) and the dense teacher are
 timed in both modes on ``bench.wall_selected_videos`` test videos (all of them
-if there are fewer); the rest of each curve in latency mode only, on
-``bench.wall_videos`` videos, as each point's ``wall_videos`` says.
+if there are fewer). The other points of each curve are timed in latency mode
+only, on ``bench.wall_videos`` videos (0, the ``ci`` default: not timed), as
+each point's ``wall_videos`` says.
 """
 
 from __future__ import annotations

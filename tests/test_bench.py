@@ -287,7 +287,6 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
     assert summary["upper_bound"]["cd_best_accuracy"] == max(p["accuracy"] for p in result["policies"]["cd_gate"])
     dense = result["policies"]["dense_teacher"][0]
     assert dense["wall_ratio_to_dense"] == 1.0 and dense["throughput_wall_ratio_to_dense"] == 1.0
-    assert result["policies"]["dense_student"][0]["wall_ratio_to_dense"] < 1  # no teacher at all
     assert dense["gflops_per_video"] == pytest.approx(4 * result["cost"]["teacher_gflops_per_clip"])
     assert dense["teacher_clips_per_video"] == 4
     # the selected points are timed on every test video (fewer than bench.wall_selected_videos), the rest on 2
