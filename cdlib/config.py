@@ -256,9 +256,15 @@ class BenchConfig:
     thetas: Annotated[
         tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_comma_separated), Field(min_length=1)
     ] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+    # cd_gate weights lambda of the student's clips next to the teacher's (0: teacher's clips only)
+    student_weights: Annotated[
+        tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_comma_separated), Field(min_length=1)
+    ] = (0.0, 0.5, 1.0)
     random_repeats: Positive = 5  # draws averaged for random_k
-    wall_videos: Positive = 8  # videos timed per operating point
-    wall_repeats: Positive = 4  # passes over all operating points (see cdlib.bench.measure_wall_clock)
+    wall_selected_videos: Positive = 100  # test videos timed for the points chosen on val (all if fewer)
+    wall_videos: Count = 0  # test videos timed for the other points of each curve (0: not timed)
+    wall_repeats: Positive = 4  # passes over the timed points (see cdlib.bench.measure_wall_clock)
+    throughput_batch: Positive = 16  # videos per batch in the throughput timing
     num_threads: Positive = 2
 
 
@@ -324,7 +330,7 @@ def _ucf101_profile(seed: int) -> Config:
         data=DataConfig(source="ucf101:~/data/UCF101:1", height=112, width=112, clip_length=16),
         teacher_train=TrainConfig(epochs=10, batch_size=32, lr=1e-3, clips_per_video=4, backbone_lr_factor=0.1),
         student_train=TrainConfig(epochs=15, batch_size=64, lr=1e-3, clips_per_video=4, backbone_lr_factor=0.1),
-        bench=BenchConfig(random_repeats=10, wall_videos=16, wall_repeats=3),
+        bench=BenchConfig(random_repeats=10, wall_repeats=3),
     )
 
 

@@ -28,8 +28,11 @@ from cdlib.progress import log
 from cdlib.errors import ConfigError
 from cdlib.train import CLIP_CHOICES, predict, set_determinism, train_model
 
-#: the student ladder of DESIGN.md §1.2: labels only, + distillation, + confidence head
-STUDENT_VARIANTS = ("ce", "kd", "cd")
+#: the student ladder: labels only (``ce``: on the teacher's clips; ``ce_all``: on every clip, as the
+#: distilled students), + distillation (``kd``), + confidence head (``cd``)
+STUDENT_VARIANTS = ("ce", "ce_all", "kd", "cd")
+#: the variants trained on labels alone (no teacher in their loss)
+LABEL_ONLY_VARIANTS = ("ce", "ce_all")
 
 _MODEL_CODE = ("cdlib.train",)
 _DATA_CODE = ("cdlib.data.base", "cdlib.data.synthetic")
@@ -163,9 +166,9 @@ def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel
 
 
 def loss_weights(cfg: Config, variant: str) -> dict:
-    """Loss arguments of a student variant: ``ce`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
+    """Loss arguments of a student variant: ``ce`` and ``ce_all`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
     d = cfg.distill
-    if variant == "ce":
+    if variant in LABEL_ONLY_VARIANTS:
         return {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}
     if variant == "kd":
         return {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}
@@ -176,16 +179,18 @@ def loss_weights(cfg: Config, variant: str) -> dict:
 
 
 def student_train_config(cfg: Config, variant: str) -> TrainConfig:
-    """Training settings of a student variant: ``cfg.student_train``, except which clips the CE student sees.
+    """Training settings of a student variant: ``cfg.student_train``, except which clips the ``ce`` student sees.
 
-    The CE student learns from labels alone, like the teacher, so by default
-    (``cfg.ce_student_clips = "teacher"``) it trains on the clips the teacher
-    trains on. Given the video's label on every clip of an untrimmed video, a
-    student this small stays near chance: most clips show no action or another
-    class's motion, and nothing tells it which (the book's distillation chapter
-    measures it with ``ce_student_clips = "all"``). The KD and CD students train
-    on ``cfg.student_train.clips``, where the teacher's outputs say what each
-    clip shows.
+    Two students learn from labels alone. ``ce`` trains, like the teacher, on the
+    clips the teacher trains on (``cfg.ce_student_clips = "teacher"``, the
+    default): given the video's label on every clip of an untrimmed video, a
+    student this small stays near chance, since most clips show no action or
+    another class's motion and nothing tells it which. ``ce_all`` is that
+    student: it trains on exactly the clips of the KD and CD students
+    (``cfg.student_train.clips``), so it is the baseline that differs from them
+    in the loss alone. The KD and CD students train on every clip, where the
+    teacher's outputs say what each clip shows. The book's distillation chapter
+    reports both CE students.
     """
     loss_weights(cfg, variant)  # validates the variant
     if variant != "ce":
@@ -208,7 +213,7 @@ def student_spec(cfg: Config, variant: str) -> dict:
         **data_spec(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE, "cdlib.losses"),
     }
-    if variant != "ce":
+    if variant not in LABEL_ONLY_VARIANTS:
         spec["teacher"] = teacher_spec(cfg)
     if cfg.student_weights:
         spec["weights"] = weights_key(cfg.student, cfg.student_weights)
@@ -216,18 +221,18 @@ def student_spec(cfg: Config, variant: str) -> dict:
 
 
 def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = None) -> TrainedModel:
-    """A student of the ladder: ``ce`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
+    """A student of the ladder: ``ce``/``ce_all`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
 
     All variants start from the same initialisation (seeded by ``cfg.seed`` and the
-    student's name); the KD and CD students see the same clips in the same order,
-    the CE student the teacher's clips (:func:`student_train_config`).
+    student's name); the ``ce_all``, KD and CD students see the same clips in the
+    same order, the ``ce`` student the teacher's clips (:func:`student_train_config`).
     """
     weights = loss_weights(cfg, variant)
     _require_pretrained(cfg.student, cfg.student_weights, f"student-{variant}", student_spec(cfg, variant), store)
     bank = get_bank(cfg, "train", store)
     teacher_logits = None
     target_temperature = 1.0
-    if variant != "ce":
+    if variant not in LABEL_ONLY_VARIANTS:
         teacher_logits = get_outputs(cfg, "teacher", "train", store)["logits"]
         if weights.get("calibrated_teacher"):
             target_temperature = teacher_temperature(cfg, store)
@@ -250,7 +255,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
 
 
 def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:
-    """``teacher`` or a student variant (``ce``, ``kd``, ``cd``)."""
+    """``teacher`` or a student variant (``ce``, ``ce_all``, ``kd``, ``cd``)."""
     return get_teacher(cfg, store) if which == "teacher" else get_student(cfg, which, store)
 
 
