@@ -106,7 +106,7 @@ def test_num_threads_zero_is_refused_not_ignored():
         (lambda c: dataclasses.replace(c.distill, tau=0), "distill.tau"),
         (lambda c: DataConfig(height=4), "data.height"),
         (lambda c: TrainConfig(clips="some"), "train.clips"),
-        (lambda c: setattr(c.bench, "wall_videos", 0), "bench.wall_videos"),
+        (lambda c: setattr(c.bench, "wall_selected_videos", 0), "bench.wall_selected_videos"),
         (lambda c: setattr(c, "seed", -1), "seed"),
         (lambda c: c.replace(teacher="student_fusion"), "teacher"),  # a student is not a teacher
         (lambda c: c.replace(**{"bench.thetas": ""}), "bench.thetas"),
