@@ -25,12 +25,12 @@ import torch
 from cdlib.artifacts import ArtifactStore, atomic_write, code_version
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config, config_hash
-from cdlib.cost import flops_per_clip, time_call, video_gflops
+from cdlib.cost import flops_per_clip, time_call, timing_model, video_gflops
+from cdlib.device import autocast, configure_backend, resolve_runtime, to_device
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
-from cdlib.models import inference_module, preprocess
+from cdlib.models import preprocess
 from cdlib.progress import log, progress_bar
-from cdlib.runs import STUDENT_VARIANTS, get_bank, get_model, get_outputs, model_spec_of
-from cdlib.train import set_determinism
+from cdlib.runs import STUDENT_VARIANTS, get_clips, get_model, get_outputs, model_spec_of
 
 VERSION = 1
 
@@ -193,23 +193,25 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: Arti
       model's time by half between two moments of the same run.
     """
     torch.set_num_threads(cfg.bench.num_threads)
-    bank = get_bank(cfg, "test", store)
-    teacher = inference_module(get_model(cfg, "teacher", store).model)
-    students = {v: inference_module(get_model(cfg, v, store).model) for v in STUDENT_VARIANTS}
-    counts = torch.bincount(bank.video).tolist()
-    clips = list(torch.split(bank.clips, counts))[: cfg.bench.wall_videos]
-    labels = bank.video_labels()[: cfg.bench.wall_videos].tolist()
+    # device placement (cdlib.device): frozen models on the CPU, eager bf16-autocast models on a GPU
+    runtime = resolve_runtime(cfg)
+    source = get_clips(cfg, "test", store)
+    teacher = timing_model(get_model(cfg, "teacher", store).model, runtime)
+    students = {v: timing_model(get_model(cfg, v, store).model, runtime) for v in STUDENT_VARIANTS}
+    clips = [source.video_clips(v) for v in range(min(cfg.bench.wall_videos, source.num_videos))]
+    labels = source.video_labels()[: cfg.bench.wall_videos].tolist()
 
     @torch.inference_mode()
     def run_video(spec, knob, video_clips, label, generator):
-        x = preprocess(video_clips)
-        run_teacher = lambda idx: teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
-        if spec.student is None:
-            video = VideoOutputs(torch.zeros(len(x), 1), run_teacher, None, label)
-        else:
-            logits, score_logit = students[spec.student](x)
-            video = VideoOutputs(logits, run_teacher, torch.sigmoid(score_logit), label)
-        spec.fn(video, knob, generator=generator)
+        with autocast(runtime):
+            x = preprocess(to_device(video_clips, runtime))
+            run_teacher = lambda idx: teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
+            if spec.student is None:
+                video = VideoOutputs(torch.zeros(len(x), 1, device=x.device), run_teacher, None, label)
+            else:
+                logits, score_logit = students[spec.student](x)
+                video = VideoOutputs(logits, run_teacher, torch.sigmoid(score_logit), label)
+            spec.fn(video, knob, generator=generator)
 
     timed = [(get_policy(name), point, tuple(point["knob"]) if isinstance(point["knob"], list) else point["knob"])
              for name, points in policies.items() for point in points]
@@ -222,7 +224,7 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: Arti
         for v, (video_clips, label) in enumerate(zip(clips, labels)):
             for j, (spec, _, knob) in enumerate(timed):
                 seconds[j, r, v] = time_call(lambda: run_video(spec, knob, video_clips, label, generators[j]),
-                                             repeats=1, warmup=False)
+                                             repeats=1, warmup=False, device=runtime.device)
     fastest = seconds.amin(dim=1).mean(dim=1)
     paired = (seconds / seconds[dense]).flatten(1).median(dim=1).values
     for (_, point, _), wall, ratio in zip(timed, fastest.tolist(), paired.tolist()):
@@ -231,11 +233,11 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: Arti
 
 
 def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
-    bank = get_bank(cfg, "test", store)
-    shape = (3, *bank.clips.shape[1:4])
+    source = get_clips(cfg, "test", store)
+    shape = (3, *source.clip_shape[:3])
     teacher = flops_per_clip(get_model(cfg, "teacher", store).model, shape)
     student = flops_per_clip(get_model(cfg, "cd", store).model, shape)
-    counts = torch.bincount(bank.video).float()
+    counts = torch.bincount(source.video).float()
     return {
         "teacher_flops_per_clip": teacher,
         "student_flops_per_clip": student,
@@ -281,7 +283,7 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
             return _from_json(timed)
 
     def build(_):
-        set_determinism(cfg.bench.num_threads)
+        configure_backend(resolve_runtime(cfg))  # CPU: deterministic on bench.num_threads; GPU: cudnn.benchmark
         outputs = collect_outputs(cfg, store)
         cost = measure_cost(cfg, store)
         log("evaluating policies")

@@ -29,6 +29,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="synthetic (default), ucf101:<root>[:fold], hmdb51:<root>:<split_dir>[:fold] or kinetics:<root>",
     )
     parser.add_argument("--artifacts", default=None, metavar="DIR", help="artifact store (default: ./artifacts)")
+    add_device_option(parser)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: sets ``runtime.device`` (see :mod:`cdlib.device`)."""
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:N or mps")
 
 
 def config_from_args(args: argparse.Namespace, source: str | None = None):
@@ -39,4 +46,6 @@ def config_from_args(args: argparse.Namespace, source: str | None = None):
     source = source if source is not None else getattr(args, "data", None)
     if source is not None:
         overrides.insert(0, f"data.source={source}")
+    if getattr(args, "device", None) is not None:
+        overrides.insert(0, f"runtime.device={args.device}")
     return apply_overrides(profile_config(args.profile, args.seed), overrides)

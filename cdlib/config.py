@@ -91,6 +91,25 @@ class BenchConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Where and how a run executes: device, numerics, data loading (the README's "Running at scale").
+
+    None of these changes which clips a model sees or in what order. ``device``
+    and ``amp`` change float rounding, so trained models and their outputs are
+    keyed by the device type and the autocast dtype (and by the number of DDP
+    processes); the loader settings key nothing.
+    """
+
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:N, mps
+    amp: str = "auto"  # bf16 autocast for training and inference: auto (on for cuda only), on, off
+    deterministic: str = "auto"  # auto (on for cpu; off on cuda/mps, with cudnn.benchmark), on, off
+    num_workers: int = -1  # DataLoader worker processes; -1: auto (0 for in-memory data, else a few per process)
+    prefetch_batches: int = 2  # batches each worker loads ahead (bounded prefetch); >= 1
+    in_memory: str = "auto"  # keep a split's decoded clips in memory: auto (if at most 2 GiB), on, off
+    sync_batchnorm: bool = True  # DDP on CUDA: SyncBatchNorm over the global batch (gloo on CPU cannot)
+
+
+@dataclass
 class Config:
     profile: str = "ci"
     seed: int = 0
@@ -104,6 +123,7 @@ class Config:
     ce_student_clips: str = "teacher"
     distill: DistillConfig = field(default_factory=DistillConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
