@@ -94,10 +94,10 @@ class BenchConfig:
 class RuntimeConfig:
     """Where and how a run executes: device, numerics, data loading (the README's "Running at scale").
 
-    None of these changes which clips a model sees or in what order. ``device``
-    and ``amp`` change float rounding, so trained models and their outputs are
-    keyed by the device type and the autocast dtype (and by the number of DDP
-    processes); the loader settings key nothing.
+    None of these changes which clips a model sees or in what order. Trained
+    models and their outputs are keyed by the autocast dtype, and trained models
+    also by how many processes' batch norms see separate slices of each batch
+    (DDP on the CPU); the device and the loader settings key nothing.
     """
 
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:N, mps

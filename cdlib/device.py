@@ -138,8 +138,9 @@ class Runtime:
         return max(0, min(AUTO_WORKERS, per_process - 1))
 
     def numerics(self) -> dict:
-        """What of the runtime changes computed numbers beyond repeat-to-repeat noise: artifacts are keyed by it."""
-        return {"device": self.device.type, "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None}
+        """What of the runtime changes computed numbers beyond rounding (artifacts are keyed by it): the
+        autocast dtype. Not the device: float32 on a GPU and on the CPU differ by rounding only."""
+        return {"amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None}
 
 
 def resolve_runtime(cfg) -> Runtime:

@@ -138,7 +138,7 @@ class TrainedModel:
 def training_numerics(cfg: Config) -> dict:
     """What of the runtime changes a trained model beyond rounding: bf16 autocast, and how many
     processes' batch norms each see a slice of the batch (1: the whole batch, as one process or
-    SyncBatchNorm sees it). Not the device: a model trained in fp32 on a GPU serves the CPU too."""
+    SyncBatchNorm sees it). Not the device: a model trained in float32 on a GPU serves the CPU too."""
     runtime = resolve_runtime(cfg)
     world = distributed.launched_world_size()
     synced = runtime.sync_batchnorm and runtime.device.type == "cuda"
