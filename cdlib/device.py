@@ -147,7 +147,8 @@ def resolve_runtime(cfg) -> Runtime:
     """The :class:`Runtime` of config ``cfg`` (its ``runtime`` section and ``bench.num_threads``).
 
     On the CPU each of the ``LOCAL_WORLD_SIZE`` processes started by torchrun on
-    this machine gets ``bench.num_threads // LOCAL_WORLD_SIZE`` threads (at least 1).
+    this machine gets ``bench.num_threads // LOCAL_WORLD_SIZE`` threads (at least 1);
+    on an accelerator the thread count is left alone.
     """
     rc = cfg.runtime
     device = resolve_device(rc.device)
@@ -159,9 +160,9 @@ def resolve_runtime(cfg) -> Runtime:
     if isinstance(rc.prefetch_batches, bool) or not isinstance(rc.prefetch_batches, int) or rc.prefetch_batches < 1:
         raise ConfigError(f"runtime.prefetch_batches: expected an integer >= 1, got {rc.prefetch_batches!r}")
     use_amp = amp == "on" or (amp == "auto" and device.type == "cuda")
-    threads = cfg.bench.num_threads
-    if threads and device.type == "cpu":
-        threads = max(1, threads // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    threads = None  # on an accelerator the CPU threads are torch's default
+    if cfg.bench.num_threads and device.type == "cpu":
+        threads = max(1, cfg.bench.num_threads // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return Runtime(
         device=device,
         amp_dtype=torch.bfloat16 if use_amp else None,
@@ -170,7 +171,7 @@ def resolve_runtime(cfg) -> Runtime:
         prefetch_batches=rc.prefetch_batches,
         in_memory=in_memory,
         sync_batchnorm=bool(rc.sync_batchnorm),
-        threads=threads or None,
+        threads=threads,
     )
 
 
