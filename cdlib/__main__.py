@@ -9,14 +9,32 @@ import argparse
 import json
 import sys
 
-from cdlib.cli import add_config_options, add_device_option, add_run_options, config_from_args
-from cdlib.errors import CdlibError
+from cdlib.cli import add_config_options, add_device_option, add_run_options, config_from_args, output_file, print_skipped
+from cdlib.errors import CdlibError, ConfigError
 
 
 def store_from_args(args: argparse.Namespace):
+    """The artifact store of ``--artifacts`` (default: ``$CDLIB_ARTIFACTS`` or ./artifacts), refused if it
+    cannot be a folder."""
     from cdlib.artifacts import ArtifactStore
 
-    return ArtifactStore(args.artifacts)
+    store = ArtifactStore(args.artifacts)
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{store.root}: cannot use it as the artifact store ({exc.strerror or exc}); "
+                          "give a folder with --artifacts or $CDLIB_ARTIFACTS") from None
+    return store
+
+
+def run_configs(args: argparse.Namespace):
+    """The config of the arguments, refused if its data source cannot be used, and one config per fold."""
+    from cdlib.data.sources import check_source
+    from cdlib.folds import fold_configs
+
+    cfg = config_from_args(args)
+    check_source(cfg.data.source)
+    return cfg, fold_configs(cfg)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -34,69 +52,85 @@ def join_processes(cfg) -> bool:
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from cdlib.data import skipped_videos
     from cdlib.runs import dense_accuracy, get_outputs, get_teacher, weights_sha256
     from cdlib.train import clip_accuracy
 
-    cfg = config_from_args(args)
+    _, configs = run_configs(args)
     store = store_from_args(args)
-    main_process = join_processes(cfg)
-    trained = get_teacher(cfg, store)
-    test = get_outputs(cfg, "teacher", "test", store)
-    if not main_process:
-        return 0
-    scores = {"clip_accuracy": clip_accuracy(test["logits"], test["labels"]), "video_accuracy": dense_accuracy(test),
-              "weights_sha256": weights_sha256(trained.model)}
-    print(f"teacher {trained.name} ({trained.key}), profile {cfg.profile}, seed {cfg.seed}, data {cfg.data.source}")
-    print(f"clip-level test accuracy:  {scores['clip_accuracy']:.4f}")
-    print(f"video-level test accuracy: {scores['video_accuracy']:.4f}  (dense averaging of clip softmax)")
-    if args.json:
-        from cdlib.artifacts import atomic_write
+    main_process = join_processes(configs[0])
+    for cfg in configs:
+        trained = get_teacher(cfg, store)
+        test = get_outputs(cfg, "teacher", "test", store)
+        if not main_process:
+            continue
+        scores = {"clip_accuracy": clip_accuracy(test["logits"], test["labels"]), "video_accuracy": dense_accuracy(test),
+                  "weights_sha256": weights_sha256(trained.model)}
+        print(f"teacher {trained.name} ({trained.key}), profile {cfg.profile}, seed {cfg.seed}, data {cfg.data.source}")
+        print(f"clip-level test accuracy:  {scores['clip_accuracy']:.4f}")
+        print(f"video-level test accuracy: {scores['video_accuracy']:.4f}  (dense averaging of clip softmax)")
+        print_skipped(skipped_videos(cfg.data, cfg.seed))
+        if args.json and len(configs) == 1:
+            from cdlib.artifacts import atomic_write
 
-        atomic_write(args.json, lambda handle: handle.write(json.dumps(scores, indent=1) + "\n"), mode="w")
-        print(f"wrote {args.json}")
+            atomic_write(args.json, lambda handle: handle.write(json.dumps(scores, indent=1) + "\n"), mode="w")
+            print(f"wrote {args.json}")
     return 0
 
 
 def cmd_train_students(args: argparse.Namespace) -> int:
+    from cdlib.data import skipped_videos
     from cdlib.runs import STUDENT_VARIANTS, dense_accuracy, get_outputs, get_student
     from cdlib.train import clip_accuracy
 
-    cfg = config_from_args(args)
+    _, configs = run_configs(args)
     store = store_from_args(args)
-    main_process = join_processes(cfg)
-    for variant in STUDENT_VARIANTS:
-        trained = get_student(cfg, variant, store)
-        test = get_outputs(cfg, variant, "test", store)
+    main_process = join_processes(configs[0])
+    for cfg in configs:
+        for variant in STUDENT_VARIANTS:
+            trained = get_student(cfg, variant, store)
+            test = get_outputs(cfg, variant, "test", store)
+            if main_process:
+                print(
+                    f"student {variant} {trained.name} ({trained.key}), data {cfg.data.source}: clip accuracy "
+                    f"{clip_accuracy(test['logits'], test['labels']):.4f}, video accuracy {dense_accuracy(test):.4f}"
+                )
         if main_process:
-            print(
-                f"student {variant} {trained.name} ({trained.key}): clip accuracy "
-                f"{clip_accuracy(test['logits'], test['labels']):.4f}, video accuracy {dense_accuracy(test):.4f}"
-            )
+            print_skipped(skipped_videos(cfg.data, cfg.seed))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from cdlib import distributed
     from cdlib.bench import format_table, run_benchmark, write_json
+    from cdlib.folds import format_folds, run_folds
     from cdlib.runs import STUDENT_VARIANTS, get_outputs
 
-    cfg = config_from_args(args)
+    cfg, configs = run_configs(args)
+    if args.out:
+        output_file(args.out)
     store = store_from_args(args)
     main_process = join_processes(cfg)
     if distributed.world_size() > 1:
         # Every process trains the models and predicts its share of the clips; then process 0
         # evaluates and times alone (one timing at a time) while the others wait, and they load its result.
-        for which in ("teacher", *STUDENT_VARIANTS):
-            for split in ("val", "test"):
-                get_outputs(cfg, which, split, store)
+        for fold in configs:
+            for which in ("teacher", *STUDENT_VARIANTS):
+                for split in ("val", "test"):
+                    get_outputs(fold, which, split, store)
     with distributed.main_first(), distributed.local_only():
-        result = run_benchmark(cfg, store, recompute=args.recompute and main_process)
+        recompute = args.recompute and main_process
+        if len(configs) > 1:
+            result = run_folds(cfg, store, recompute=recompute)
+        else:
+            result = run_benchmark(configs[0], store, recompute=recompute)
     if not main_process:
         return 0
     if args.out:
         write_json(result, args.out)
         print(f"wrote {args.out}")
-    print(format_table(result))
+    print(format_folds(result) if len(configs) > 1 else format_table(result))
+    print_skipped(result["data"].get("skipped", []))
     return 0
 
 
@@ -136,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.set_defaults(func=cmd_train_students)
 
-    p = sub.add_parser("bench", help="run the benchmark (DESIGN.md §4) and write its JSON")
+    p = sub.add_parser("bench", help="run the benchmark and write its JSON (schema: cdlib/bench.py; folds: cdlib/folds.py)")
     add_run_options(p)
     p.add_argument("--out", default=None, metavar="FILE", help="write the benchmark JSON here")
     p.add_argument("--recompute", action="store_true", help="re-evaluate (and re-time) even if a cached result exists")
@@ -176,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
     add_book_commands(sub)
+
+    from cdlib.estimate import add_estimate_command
+
+    add_estimate_command(sub)
     return parser
 
 

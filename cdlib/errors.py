@@ -27,3 +27,10 @@ class VideoError(DataError):
 
 class ArtifactError(CdlibError):
     """An artifact that exists but cannot be trusted (damaged, truncated or mismatched)."""
+
+
+class WeightsError(ConfigError):
+    """Pretrained weights that cannot be used: an unknown name, a missing or damaged file, a file that does not fit.
+
+    The message names the weights and, for a missing file, the file to put where.
+    """

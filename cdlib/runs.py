@@ -20,20 +20,23 @@ import torch
 from torch import nn
 
 from cdlib import distributed
-from cdlib.artifacts import ArtifactStore, code_version
+from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version
 from cdlib.config import Config, TrainConfig, config_hash
 from cdlib.data import ClipBank, build_dataset
 from cdlib.data.base import ClipIndex
 from cdlib.data.loading import StreamedClips, decoded_bytes
 from cdlib.device import IN_MEMORY_LIMIT_BYTES, configure_backend, resolve_runtime
 from cdlib.losses import ConfidenceDistillationLoss
-from cdlib.models import create_model, model_fingerprint
+from cdlib.models import create_model, model_fingerprint, require_weights, weights_key
 from cdlib.progress import log
 from cdlib.errors import ConfigError
 from cdlib.train import CLIP_CHOICES, predict, train_model
 
-#: the student ladder of DESIGN.md §1.2: labels only, + distillation, + confidence head
-STUDENT_VARIANTS = ("ce", "kd", "cd")
+#: the student ladder: labels only (``ce``: on the teacher's clips; ``ce_all``: on every clip, as the
+#: distilled students), + distillation (``kd``), + confidence head (``cd``)
+STUDENT_VARIANTS = ("ce", "ce_all", "kd", "cd")
+#: the variants trained on labels alone (no teacher in their loss)
+LABEL_ONLY_VARIANTS = ("ce", "ce_all")
 
 # Training and prediction: the loop, how clips are read and batched, devices and processes.
 _MODEL_CODE = ("cdlib.train", "cdlib.data.loading", "cdlib.device", "cdlib.distributed")
@@ -146,7 +149,7 @@ def training_numerics(cfg: Config) -> dict:
 
 
 def teacher_spec(cfg: Config) -> dict:
-    return {
+    spec = {
         "role": "teacher",
         "model": cfg.teacher,
         "model_code": model_fingerprint(cfg.teacher),
@@ -155,10 +158,19 @@ def teacher_spec(cfg: Config) -> dict:
         "numerics": training_numerics(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE),
     }
+    if cfg.teacher_weights:  # only then, so that models trained from scratch keep their keys
+        spec["weights"] = weights_key(cfg.teacher, cfg.teacher_weights)
+    return spec
+
+
+def _require_pretrained(name: str, weights: str, kind: str, spec: dict, store: ArtifactStore | None) -> None:
+    """Fail now, before the data set is decoded, if a model still to train lacks its pretrained weights file."""
+    if weights and not (_store(store).directory(kind, spec) / PAYLOAD).exists():
+        require_weights(name, weights)
 
 
 def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_for, init_seed: int, kind: str,
-         store: ArtifactStore | None, unused_parameters: bool = False) -> TrainedModel:
+         store: ArtifactStore | None, weights: str = "", unused_parameters: bool = False) -> TrainedModel:
     store = _store(store)
     train_bank = get_clips(cfg, "train", store)
     num_classes = train_bank.num_classes
@@ -167,7 +179,7 @@ def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_f
         runtime = resolve_runtime(cfg)
         configure_backend(runtime)
         torch.manual_seed(init_seed)
-        model = create_model(name, num_classes=num_classes)
+        model = create_model(name, num_classes=num_classes, weights=weights)
         history = train_model(
             model, train_bank, objective_for(), train_cfg, seed=cfg.seed, work_dir=work_dir,
             val_bank=get_clips(cfg, "val", store), desc=f"{kind} {name}", runtime=runtime,
@@ -193,14 +205,16 @@ def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel
 
         return objective
 
+    _require_pretrained(cfg.teacher, cfg.teacher_weights, "teacher", teacher_spec(cfg), store)
     bank = get_clips(cfg, "train", store)
-    return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store)
+    return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store,
+                weights=cfg.teacher_weights)
 
 
 def loss_weights(cfg: Config, variant: str) -> dict:
-    """Loss arguments of a student variant: ``ce`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
+    """Loss arguments of a student variant: ``ce`` and ``ce_all`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
     d = cfg.distill
-    if variant == "ce":
+    if variant in LABEL_ONLY_VARIANTS:
         return {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}
     if variant == "kd":
         return {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}
@@ -211,16 +225,18 @@ def loss_weights(cfg: Config, variant: str) -> dict:
 
 
 def student_train_config(cfg: Config, variant: str) -> TrainConfig:
-    """Training settings of a student variant: ``cfg.student_train``, except which clips the CE student sees.
+    """Training settings of a student variant: ``cfg.student_train``, except which clips the ``ce`` student sees.
 
-    The CE student learns from labels alone, like the teacher, so by default
-    (``cfg.ce_student_clips = "teacher"``) it trains on the clips the teacher
-    trains on. Given the video's label on every clip of an untrimmed video, a
-    student this small stays near chance: most clips show no action or another
-    class's motion, and nothing tells it which (the book's distillation chapter
-    measures it with ``ce_student_clips = "all"``). The KD and CD students train
-    on ``cfg.student_train.clips``, where the teacher's outputs say what each
-    clip shows.
+    Two students learn from labels alone. ``ce`` trains, like the teacher, on the
+    clips the teacher trains on (``cfg.ce_student_clips = "teacher"``, the
+    default): given the video's label on every clip of an untrimmed video, a
+    student this small stays near chance, since most clips show no action or
+    another class's motion and nothing tells it which. ``ce_all`` is that
+    student: it trains on exactly the clips of the KD and CD students
+    (``cfg.student_train.clips``), so it is the baseline that differs from them
+    in the loss alone. The KD and CD students train on every clip, where the
+    teacher's outputs say what each clip shows. The book's distillation chapter
+    reports both CE students.
     """
     loss_weights(cfg, variant)  # validates the variant
     if variant != "ce":
@@ -244,23 +260,26 @@ def student_spec(cfg: Config, variant: str) -> dict:
         "numerics": training_numerics(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE, "cdlib.losses"),
     }
-    if variant != "ce":
+    if variant not in LABEL_ONLY_VARIANTS:
         spec["teacher"] = teacher_spec(cfg)
+    if cfg.student_weights:
+        spec["weights"] = weights_key(cfg.student, cfg.student_weights)
     return spec
 
 
 def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = None) -> TrainedModel:
-    """A student of the ladder: ``ce`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
+    """A student of the ladder: ``ce``/``ce_all`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
 
     All variants start from the same initialisation (seeded by ``cfg.seed`` and the
-    student's name); the KD and CD students see the same clips in the same order,
-    the CE student the teacher's clips (:func:`student_train_config`).
+    student's name); the ``ce_all``, KD and CD students see the same clips in the
+    same order, the ``ce`` student the teacher's clips (:func:`student_train_config`).
     """
     weights = loss_weights(cfg, variant)
+    _require_pretrained(cfg.student, cfg.student_weights, f"student-{variant}", student_spec(cfg, variant), store)
     bank = get_clips(cfg, "train", store)
     teacher_logits = None
     target_temperature = 1.0
-    if variant != "ce":
+    if variant not in LABEL_ONLY_VARIANTS:
         teacher_logits = get_outputs(cfg, "teacher", "train", store)["logits"]
         if weights.get("calibrated_teacher"):
             target_temperature = teacher_temperature(cfg, store)
@@ -280,11 +299,11 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
     init_seed = cfg.seed * 1000 + sum(map(ord, cfg.student))
     # Without the confidence loss (gamma = 0), the confidence head gets no gradient.
     return _fit(cfg.student, student_spec(cfg, variant), cfg, student_train_config(cfg, variant), objective_for, init_seed,
-                f"student-{variant}", store, unused_parameters=weights["gamma"] == 0)
+                f"student-{variant}", store, weights=cfg.student_weights, unused_parameters=weights["gamma"] == 0)
 
 
 def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:
-    """``teacher`` or a student variant (``ce``, ``kd``, ``cd``)."""
+    """``teacher`` or a student variant (``ce``, ``ce_all``, ``kd``, ``cd``)."""
     return get_teacher(cfg, store) if which == "teacher" else get_student(cfg, which, store)
 
 

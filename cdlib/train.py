@@ -33,7 +33,7 @@ from cdlib.data.base import ClipIndex
 from cdlib.data.loading import BatchPlan, clip_loader
 from cdlib.device import Runtime, autocast, place_model, set_determinism, to_device
 from cdlib.errors import ArtifactError, ConfigError
-from cdlib.models import preprocess
+from cdlib.models import parameter_groups, preprocess
 from cdlib.progress import log, progress_bar
 
 __all__ = ["CLIP_CHOICES", "clip_accuracy", "epoch_order", "learning_rate", "predict", "set_determinism", "train_model"]
@@ -164,7 +164,10 @@ def train_model(
         raise ConfigError(f"train: epochs and batch_size must be >= 1 and lr > 0, got {train_cfg}")
     world, rank = distributed.world_size(), distributed.rank()
     place_model(model, runtime)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    # Parameter groups come from the model (cdlib.models.parameter_groups): a pretrained backbone trains at
+    # train_cfg.backbone_lr_factor times the learning rate of the new layers; each group carries its lr_factor.
+    groups = parameter_groups(model, train_cfg.backbone_lr_factor)
+    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     history: list[dict] = []
     first_epoch = 0
     checkpoint_path = Path(work_dir) / CHECKPOINT if work_dir is not None else None
@@ -200,7 +203,7 @@ def train_model(
         bar = progress_bar(loader, total=steps_per_epoch, desc=f"{desc} epoch {epoch + 1}/{train_cfg.epochs}")
         for step, (clips, idx) in enumerate(bar):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(train_cfg.lr, epoch * steps_per_epoch + step, total_steps)
+                group["lr"] = group["lr_factor"] * learning_rate(train_cfg.lr, epoch * steps_per_epoch + step, total_steps)
             with autocast(runtime):
                 loss, components = objective(network(preprocess(to_device(clips, runtime))), idx)
             mean_loss = loss.item()

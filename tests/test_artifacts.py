@@ -61,3 +61,46 @@ def test_atomic_save_leaves_old_file_intact_when_writing_fails(tmp_path):
 def test_code_version_depends_on_the_modules():
     assert code_version("cdlib.models") != code_version("cdlib.train")
     assert code_version("cdlib.models", "cdlib.train") == code_version("cdlib.train", "cdlib.models")
+
+
+def _load_variant(tmp_path, name: str, source: str):
+    """Import ``source`` as a fresh module ``name`` from its own file."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tmp_path):
+    import ast
+    from pathlib import Path
+
+    import cdlib.train
+    from cdlib.artifacts import source_fingerprint
+
+    original = Path(cdlib.train.__file__).read_text()
+    lines = original.splitlines(keepends=True)
+    function = next(n for n in ast.parse(original).body if isinstance(n, ast.FunctionDef) and ast.get_docstring(n))
+    docstring_line = function.body[0].lineno - 1  # the line that opens the function's docstring
+    assert '"""' in lines[docstring_line]
+    docstring_edit = lines.copy()
+    docstring_edit[docstring_line] = lines[docstring_line].replace('"""', '"""Reworded. ', 1)
+    comment_and_layout = lines.copy()
+    comment_and_layout[function.lineno - 1] = "# a comment\n\n" + lines[function.lineno - 1]
+    variants = {
+        "original": original,
+        "docstring": "".join(docstring_edit),
+        "comment_and_layout": "".join(comment_and_layout),
+        "code": original + "\nEXTRA_CONSTANT = 1\n",
+    }
+    assert len(set(variants.values())) == 4
+    fingerprints = {what: source_fingerprint(_load_variant(tmp_path, f"train_{what}", text))
+                    for what, text in variants.items()}
+    assert fingerprints["original"] == source_fingerprint(cdlib.train)
+    assert fingerprints["docstring"] == fingerprints["original"]  # a docstring edit retrains nothing
+    assert fingerprints["comment_and_layout"] == fingerprints["original"]
+    assert fingerprints["code"] != fingerprints["original"]  # new code makes new artifacts

@@ -1,4 +1,5 @@
-"""Calibration and ranking metrics against brute-force references (no scikit-learn here)."""
+"""Calibration and ranking metrics against brute-force references (tests/test_metrics_reference.py checks them
+against scikit-learn and torchmetrics)."""
 
 import math
 
