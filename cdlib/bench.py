@@ -97,13 +97,13 @@ import torch
 from cdlib.artifacts import ArtifactStore, atomic_write, code_version
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config, config_hash
-from cdlib.cost import fastest_totals, flops_per_clip, ratio_of_totals, time_interleaved, video_gflops
+from cdlib.cost import fastest_totals, flops_per_clip, ratio_of_totals, time_interleaved, timing_model, video_gflops
 from cdlib.data import skipped_videos
+from cdlib.device import autocast, configure_backend, resolve_runtime, synchronize, to_device
 from cdlib.gating import POLICIES, Decision, PolicySpec, VideoOutputs, get_policy, list_policies, run_policy
-from cdlib.models import inference_module, preprocess
+from cdlib.models import preprocess
 from cdlib.progress import log, progress_bar
-from cdlib.runs import STUDENT_VARIANTS, get_bank, get_model, get_outputs, model_spec_of
-from cdlib.train import set_determinism
+from cdlib.runs import STUDENT_VARIANTS, get_clips, get_model, get_outputs, model_spec_of
 
 VERSION = 2
 
@@ -375,39 +375,49 @@ class _GatheredTeacher:
 class TimedPipeline:
     """The real inference pipeline on the first ``num_videos`` test videos, as the wall-clock timing runs it.
 
-    Models are frozen by :func:`cdlib.models.inference_module`; clips stay uint8
-    until :func:`cdlib.models.preprocess`, which is part of every timed run.
+    Models run as :func:`cdlib.cost.timing_model` places them on the runtime's
+    device (frozen by :func:`cdlib.models.inference_module` on the CPU, eager
+    under bf16 autocast on a GPU); clips stay uint8 until
+    :func:`cdlib.models.preprocess`, which is part of every timed run.
     """
 
     def __init__(self, cfg: Config, num_videos: int, store: ArtifactStore | None = None):
-        bank = get_bank(cfg, "test", store)
-        counts = torch.bincount(bank.video).tolist()
-        self.clips = list(torch.split(bank.clips, counts))[:num_videos]
-        self.labels = bank.video_labels()[:num_videos].tolist()
-        self.teacher = inference_module(get_model(cfg, "teacher", store).model)
+        self.runtime = resolve_runtime(cfg)
+        source = get_clips(cfg, "test", store)
+        self.clips = [source.video_clips(v) for v in range(min(num_videos, source.num_videos))]
+        self.labels = source.video_labels()[:num_videos].tolist()
+        self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
         used = {spec.student for spec in POLICIES.values()} - {None}
-        self.students = {v: inference_module(get_model(cfg, v, store).model) for v in STUDENT_VARIANTS if v in used}
+        self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
+                         for v in STUDENT_VARIANTS if v in used}
 
     def _video(self, spec: PolicySpec, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
         if spec.student is None:
-            return VideoOutputs(torch.zeros(len(self.clips[v]), 1), teacher, None, self.labels[v])
+            return VideoOutputs(torch.zeros(len(self.clips[v]), 1, device=self.runtime.device), teacher, None,
+                                self.labels[v])
         return VideoOutputs(logits, teacher, torch.sigmoid(score_logit), self.labels[v])
 
     @torch.inference_mode()
     def run_video(self, spec: PolicySpec, knob, v: int, generator: torch.Generator) -> Decision:
         """Latency mode: video ``v`` alone, the teacher called lazily on the clips the policy asks for."""
-        x = preprocess(self.clips[v])
-        teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
-        outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
-        return spec.fn(self._video(spec, v, teacher, *outputs), knob, generator=generator)
+        with autocast(self.runtime):
+            x = preprocess(to_device(self.clips[v], self.runtime))
+            teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
+            outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
+            return spec.fn(self._video(spec, v, teacher, *outputs), knob, generator=generator)
 
     @torch.inference_mode()
     def run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
                   ) -> list[Decision]:
         """Throughput mode: the student on every clip of ``videos`` in one call, each video's decision, and one
         teacher call on the clips all the decisions asked for."""
+        with autocast(self.runtime):
+            return self._run_batch(spec, knob, videos, generator)
+
+    def _run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
+                   ) -> list[Decision]:
         counts = [len(self.clips[v]) for v in videos]
-        x = preprocess(torch.cat([self.clips[v] for v in videos]))
+        x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
         starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
         if spec.student is not None:
             logits, score_logit = self.students[spec.student](x)
@@ -445,7 +455,7 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: d
     mode on the first ``bench.wall_videos``. Returns the ``wall_clock`` block.
     """
     torch.set_num_threads(cfg.bench.num_threads)
-    num_test = int(get_bank(cfg, "test", store).video.max()) + 1
+    num_test = get_clips(cfg, "test", store).num_videos
     selected_videos = min(cfg.bench.wall_selected_videos, num_test)
     curve_videos = min(cfg.bench.wall_videos, num_test)
     pipeline = TimedPipeline(cfg, max(selected_videos, curve_videos), store)
@@ -460,7 +470,9 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: d
         for name, i in keys:
             spec, knob = get_policy(name), _knob(policies[name][i]["knob"])
             generator = torch.Generator().manual_seed(cfg.seed)
-            calls.append(lambda unit, spec=spec, knob=knob, generator=generator: run(spec, knob, unit, generator))
+            # synchronised after each call, so a GPU's queued kernels are counted to their end
+            calls.append(lambda unit, spec=spec, knob=knob, generator=generator:
+                         (run(spec, knob, unit, generator), synchronize(pipeline.runtime.device)))
         seconds = time_interleaved(calls, units, cfg.bench.wall_repeats, clock=clock, desc=desc)
         videos = sum(len(u) if isinstance(u, range) else 1 for u in units)
         return (fastest_totals(seconds) / videos).tolist(), ratio_of_totals(seconds, 0).tolist()
@@ -494,11 +506,11 @@ def _knob(value):
 
 
 def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
-    bank = get_bank(cfg, "test", store)
-    shape = (3, *bank.clips.shape[1:4])
+    source = get_clips(cfg, "test", store)
+    shape = (3, *source.clip_shape[:3])
     teacher = flops_per_clip(get_model(cfg, "teacher", store).model, shape)
     student = flops_per_clip(get_model(cfg, "cd", store).model, shape)
-    counts = torch.bincount(bank.video).float()
+    counts = torch.bincount(source.video).float()
     return {
         "teacher_flops_per_clip": teacher,
         "student_flops_per_clip": student,
@@ -545,7 +557,7 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
             return _from_json(timed)
 
     def build(_):
-        set_determinism(cfg.bench.num_threads)
+        configure_backend(resolve_runtime(cfg))  # CPU: deterministic on bench.num_threads; GPU: cudnn.benchmark
         test, val = collect_outputs(cfg, store, "test"), collect_outputs(cfg, store, "val")
         cost = measure_cost(cfg, store)
         log("evaluating policies on the val and test splits")

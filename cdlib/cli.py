@@ -32,6 +32,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser)
     parser.add_argument("--data", default=None, metavar="SOURCE", help=DATA_HELP)
     parser.add_argument("--artifacts", default=None, metavar="DIR", help="artifact store (default: ./artifacts)")
+    add_device_option(parser)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: sets ``runtime.device`` (see :mod:`cdlib.device`)."""
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:N or mps")
 
 
 def config_from_args(args: argparse.Namespace, source: str | None = None):
@@ -40,7 +47,10 @@ def config_from_args(args: argparse.Namespace, source: str | None = None):
     from cdlib.config import make_config
 
     source = source if source is not None else getattr(args, "data", None)
-    return make_config(args.profile, args.seed, source, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "device", None) is not None:
+        overrides.insert(0, f"runtime.device={args.device}")
+    return make_config(args.profile, args.seed, source, overrides)
 
 
 def output_file(path, option: str = "--out") -> Path:

@@ -268,6 +268,27 @@ class BenchConfig:
     num_threads: Positive = 2
 
 
+@_section("runtime")
+class RuntimeConfig:
+    """Where and how a run executes: device, numerics, data loading (the README's "Running at scale").
+
+    None of these changes which clips a model sees or in what order. Trained
+    models and their outputs are keyed by the autocast dtype, and trained models
+    also by how many processes' batch norms see separate slices of each batch
+    (DDP on the CPU); the device and the loader settings key nothing.
+    """
+
+    # auto (cuda if available, else cpu), cpu, cuda, cuda:N, mps
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
+    amp: Literal["auto", "on", "off"] = "auto"  # bf16 autocast for training and inference (auto: on for cuda only)
+    deterministic: Literal["auto", "on", "off"] = "auto"  # auto: on for cpu; off on cuda/mps, with cudnn.benchmark
+    # DataLoader worker processes; -1: auto (0 for in-memory data, else a few per process)
+    num_workers: Annotated[int, Field(ge=-1)] = -1
+    prefetch_batches: Positive = 2  # batches each worker loads ahead (bounded prefetch)
+    in_memory: Literal["auto", "on", "off"] = "auto"  # keep a split's decoded clips in memory (auto: if at most 2 GiB)
+    sync_batchnorm: bool = True  # DDP on CUDA: SyncBatchNorm over the global batch (gloo on CPU cannot)
+
+
 @_section("")
 class Config:
     profile: Annotated[str, registered("profile", _profiles)] = "ci"
@@ -287,6 +308,7 @@ class Config:
     ce_student_clips: Literal["teacher", "all", "action"] = "teacher"
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
