@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-#: display name and colour of each policy, in legend order
+#: display name and colour of each policy, in legend order; a policy not listed here (a newly registered
+#: one) is drawn too, after these, under its own name in the next colour of the cycle (:func:`policy_order`)
 POLICY_STYLE = {
     "oracle": ("oracle (uses labels)", "#9e9e9e"),
     "cd_gate": ("cd_gate (the method)", "#d62728"),
@@ -35,6 +36,13 @@ SIGNAL_LABELS = {
     "cd_maxprob": "CD student max-softmax",
     "teacher_maxprob": "teacher max-softmax",
 }
+
+
+def policy_order(present: Sequence[str]) -> list[str]:
+    """The policies of ``present`` in legend order: those of :data:`POLICY_STYLE` first, then the others in
+    the order given, so that no policy in a result is left out of a figure."""
+    return [name for name in POLICY_STYLE if name in present] + [
+        name for name in dict.fromkeys(present) if name not in POLICY_STYLE]
 
 
 def setup(dpi: int = 100) -> None:
@@ -80,7 +88,7 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
         _, ax = plt.subplots(figsize=(8, 5))
     frame = curves_frame(results)
     dense_gflops = frame.loc[frame.policy == "dense_teacher", "gflops_per_video"].mean()
-    for name in policies or POLICY_STYLE:
+    for name in policies or policy_order(list(frame.policy)):
         if name not in set(frame.policy):
             continue
         label, colour = POLICY_STYLE.get(name, (name, None))
@@ -167,7 +175,7 @@ def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Se
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    for name in policies or POLICY_STYLE:
+    for name in policies or policy_order(list(table.policy)):
         part = table[table.policy == name]
         if part.empty:
             continue

@@ -452,3 +452,34 @@ def test_an_untimed_request_returns_the_cached_timed_result(tiny_run):
     cfg, store, result = tiny_run
     assert run_benchmark(cfg, store, timing=False) == result
     assert not (store.root / "bench" / store.key(benchmark_spec(cfg, timing=False))).exists()
+
+
+def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_run, tmp_path, monkeypatch):
+    """Nothing lists the policies by hand: one registered here reaches the JSON, the summary and the plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cdlib import gating
+    from cdlib.viz import plot_accuracy_vs_compute, plot_sweep
+
+    def first_k(video, k, *, generator=None, memo=None):
+        """Teacher mean over the first ``min(k, N)`` clips."""
+        return gating._teacher_mean(video, torch.arange(min(k, video.num_clips)), 0)
+
+    monkeypatch.setitem(gating.POLICIES, "first_k",
+                        gating.PolicySpec("first_k", first_k, "k", None, False, False, "teacher on the first k clips"))
+    _, store, _ = tiny_run
+    result = run_benchmark(tiny_config(), store, recompute=True, timing=False)
+    points = result["policies"]["first_k"]
+    assert [p["knob"] for p in points] == [1, 2, 3, 4]
+    assert points[-1]["accuracy"] == result["policies"]["dense_teacher"][0]["accuracy"]  # all clips: dense
+    assert "first_k" in result["summary"]["auc_vs_oracle"]
+    ax = plot_accuracy_vs_compute([result])
+    assert "first_k" in ax.get_legend_handles_labels()[1]
+    table = pd.DataFrame([{"policy": name, "x": 1.0, "accuracy": pts[0]["accuracy"]}
+                          for name, pts in result["policies"].items()])
+    ax = plot_sweep(table, "x", "accuracy")
+    assert "first_k" in ax.get_legend_handles_labels()[1]
+    plt.close("all")
