@@ -55,8 +55,10 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
 Wall-clock time (:func:`measure_wall_clock`) runs the real pipeline on the
 first test videos: preprocessing, the student on all of a video's clips (for
 the policies that use one), the policy's decision and the teacher on the clips
-it asks for, every model frozen for CPU inference by
-:func:`cdlib.models.inference_module`, on ``bench.num_threads`` threads.
+it asks for, on ``bench.num_threads`` threads. On the CPU every model is frozen
+for inference by :func:`cdlib.models.inference_module`; on a GPU the models run
+eager under the runtime's bf16 autocast, and every timed call ends with a
+synchronisation of the device (:func:`cdlib.cost.timing_model`).
 
 - *Latency* (``wall_ratio_to_dense``): one video at a time, as a service
   answers one request. Over ``bench.wall_repeats`` passes, each test video is

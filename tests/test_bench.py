@@ -483,3 +483,20 @@ def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_r
     ax = plot_sweep(table, "x", "accuracy")
     assert "first_k" in ax.get_legend_handles_labels()[1]
     plt.close("all")
+
+
+def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_result(tiny_run):
+    """book/method.md is the reference a reader opens: no registered policy, confidence target or student
+    variant, and no top-level key, data key or selection of a real benchmark result, may be missing from it."""
+    import re
+    from pathlib import Path
+
+    from cdlib.losses import list_targets
+
+    page = (Path(__file__).resolve().parent.parent / "book" / "method.md").read_text()
+    named = set(re.findall(r"`([^`]+)`", page))
+    _, _, result = tiny_run
+    selections = {key for picks in result["selected"].values() for key in picks}
+    expected = [*list_policies(), *list_targets(), *runs.STUDENT_VARIANTS, *result, *selections,
+                "val_videos", "test_videos", "skipped"]
+    assert [name for name in expected if name not in named] == []

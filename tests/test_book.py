@@ -66,3 +66,4 @@ def test_stage_copies_the_config_toc_and_static_pages(tmp_path):
     assert (tmp_path / "_config.yml").is_file() and (tmp_path / "_toc.yml").is_file()
     assert (tmp_path / "book" / "references.bib").is_file() and (tmp_path / "book" / "references.md").is_file()
     assert not (tmp_path / "book" / "index.md").exists()  # chapters come executed, as .ipynb
+
