@@ -42,7 +42,7 @@ How it is computed
   PyAV decoding and resizing a UCF101 video (320x240 to 112x112,
   :func:`cdlib.data.video.read_video` and :func:`~cdlib.data.video.resize_video`)
   reached on one core of the 2-core development machine: 1,100 to 1,600 frames/s,
-  measured on ``../shared/data/samples/ucf101_sample.avi`` with other work running.
+  measured on ``data/samples/ucf101_sample.avi`` with other work running.
   Reading clips back from the decode cache after the first epoch is faster, so
   loader-bound times are upper bounds. The timing phase reads a few videos once.
 """
