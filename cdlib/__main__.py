@@ -102,7 +102,8 @@ def cmd_train_students(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from cdlib import distributed
-    from cdlib.bench import format_table, run_benchmark, write_json
+    from cdlib.bench import run_benchmark, write_json
+    from cdlib.tables import format_table
     from cdlib.folds import format_folds, run_folds
     from cdlib.runs import STUDENT_VARIANTS, get_outputs
 

@@ -128,7 +128,7 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
 
 def _mark_matched(results: Sequence[dict], name: str, ax, colour, relative: bool) -> None:
     """The point of policy ``name`` chosen on val to match the dense teacher, one marker per result."""
-    from cdlib.bench import selected_point
+    from cdlib.tables import selected_point
 
     for i, result in enumerate(results):
         chosen = selected_point(result, name, "matched")
@@ -169,7 +169,7 @@ def plot_history(histories: dict[str, list[dict]], key: str, ax=None, label: str
 
 def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Sequence[str] | None = None,
                xlabel: str | None = None, ylabel: str | None = None):
-    """One line per policy: ``column`` of :func:`cdlib.bench.sweep_table` against the swept ``key``.
+    """One line per policy: ``column`` of :func:`cdlib.tables.sweep_table` against the swept ``key``.
 
     With several seeds, lines are means and bars ± one standard deviation.
     """

@@ -1,6 +1,13 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+import cdlib
 from cdlib.artifacts import ArtifactStore, atomic_save, code_version, verified_load
 from cdlib.errors import ArtifactError
 
@@ -104,3 +111,31 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
     assert fingerprints["docstring"] == fingerprints["original"]  # a docstring edit retrains nothing
     assert fingerprints["comment_and_layout"] == fingerprints["original"]
     assert fingerprints["code"] != fingerprints["original"]  # new code makes new artifacts
+
+
+def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_code_does_not(tmp_path):
+    """Copies of cdlib, each with one edit, give the benchmark's and the teacher's artifact keys: a table
+    column relabelled (cdlib.tables) or a docstring of cdlib.train changed re-times and retrains nothing;
+    a changed constant of the benchmark makes a new benchmark key."""
+    script = ("from cdlib.bench import benchmark_spec; from cdlib.config import config_hash, profile_config; "
+              "from cdlib.runs import teacher_spec; cfg = profile_config('ci'); "
+              "print(config_hash(benchmark_spec(cfg)), config_hash(teacher_spec(cfg)))")
+
+    def keys(name, path=None, old=None, new=None):
+        root = tmp_path / name
+        shutil.copytree(Path(cdlib.__file__).parent, root / "cdlib", ignore=shutil.ignore_patterns("__pycache__"))
+        if path is not None:
+            source = root / "cdlib" / path
+            text = source.read_text()
+            assert old in text
+            source.write_text(text.replace(old, new, 1))
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        run = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.split()
+
+    bench_key, teacher_key = keys("unchanged")
+    assert keys("label", "tables.py", '"best accuracy": best', '"best test accuracy": best') == [bench_key, teacher_key]
+    assert keys("docstring", "train.py", "The training loop:", "The loop that trains:") == [bench_key, teacher_key]
+    changed_bench, same_teacher = keys("constant", "bench.py", "VERSION = 2", "VERSION = 3")
+    assert changed_bench != bench_key and same_teacher == teacher_key

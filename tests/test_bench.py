@@ -15,29 +15,31 @@ from cdlib.__main__ import main
 from cdlib.artifacts import ArtifactStore
 from cdlib.bench import (
     TimedPipeline,
-    accuracy_table,
     benchmark_spec,
     ce_baseline,
-    config_value,
     curve_area,
-    headline_table,
-    matched_accuracy_table,
-    matched_compute_table,
     measure_wall_clock,
     pareto_front,
     run_benchmark,
     select_best,
     select_matched,
     select_points,
-    signal_table,
     summarize,
-    sweep_table,
 )
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
 from cdlib.gating import get_policy, list_policies
+from cdlib.tables import (
+    accuracy_table,
+    config_value,
+    headline_table,
+    matched_accuracy_table,
+    matched_compute_table,
+    signal_table,
+    sweep_table,
+)
 
 TINY = {
     "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
