@@ -303,6 +303,10 @@ class PolicySpec:
 
     ``knob``: ``"k"``, ``"theta,k,lambda"`` or None. ``student``: which student's
     outputs it uses (None, or a student variant of :data:`cdlib.runs.STUDENT_VARIANTS`).
+    ``needs_score``: it reads the distilled score ``s`` (:func:`run_policy` refuses
+    videos without one). ``needs_label``: it reads the video's label, so it is a
+    reference, not a method (figures draw it dashed). ``random``: it draws from
+    the generator (:func:`run_policy` averages ``repeats`` draws).
     """
 
     name: str
@@ -312,6 +316,7 @@ class PolicySpec:
     needs_score: bool
     needs_label: bool
     description: str
+    random: bool = False
 
     def knob_values(self, num_clips: int, thetas: Sequence[float] = (), student_weights: Sequence[float] = (1.0,)
                     ) -> list:
@@ -331,7 +336,7 @@ POLICIES: dict[str, PolicySpec] = {
         PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
         PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
         PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
-        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips"),
+        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips", random=True),
         PolicySpec(
             "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
             "teacher on the top-k clips by the max-softmax of the CE student trained on the teacher's clips",
@@ -396,7 +401,7 @@ def run_policy(
 
     ``accuracy`` is the fraction of videos whose prediction equals their label
     (every video needs one). For ``random_k`` the three numbers are averaged over
-    ``repeats`` draws; draw ``r`` uses one ``torch.Generator`` seeded with
+    ``repeats`` draws (any policy registered ``random``); draw ``r`` uses one ``torch.Generator`` seeded with
     ``seed·1000003 + r``, consumed over the videos in order. Other policies are
     deterministic and run once. ``memos``: one dict per video, owned by the
     caller, that the policy may reuse across knobs (see the module docstring).
@@ -412,12 +417,14 @@ def run_policy(
         raise ConfigError("run_policy: accuracy needs every video's label; some have none")
     if memos is not None and len(memos) != len(videos):
         raise ValueError(f"memos: expected one dict per video ({len(videos)}), got {len(memos)}")
+    if spec.needs_score and any(video.student_score is None for video in videos):
+        raise ConfigError(f"{name}: needs student_score (the CD student's distilled confidence); some videos have none")
     memos = memos if memos is not None else [None] * len(videos)
-    draws = repeats if spec.fn is random_k else 1
+    draws = repeats if spec.random else 1
     correct = teacher = student = 0
     with _single_thread():
         for repeat in range(draws):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.fn is random_k else None
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.random else None
             for video, memo in zip(videos, memos):
                 decision = spec.fn(video, knob, generator=generator, memo=memo)
                 correct += decision.prediction == video.label

@@ -45,6 +45,14 @@ def policy_order(present: Sequence[str]) -> list[str]:
         name for name in dict.fromkeys(present) if name not in POLICY_STYLE]
 
 
+def _reference(name: str) -> bool:
+    """Whether policy ``name`` reads the labels (a reference such as the oracle, drawn dashed); False for a
+    name no longer registered."""
+    from cdlib.gating import POLICIES
+
+    return name in POLICIES and POLICIES[name].needs_label
+
+
 def setup(dpi: int = 100) -> None:
     """Book-wide matplotlib defaults."""
     import seaborn as sns
@@ -112,7 +120,7 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
             ax.errorbar(x, y, yerr=s if len(results) > 1 else None, fmt="*" if name == "dense_teacher" else "D",
                         ms=14 if name == "dense_teacher" else 8, color=colour, label=label, zorder=5)
             continue
-        style = "--" if name == "oracle" else "-"
+        style = "--" if _reference(name) else "-"
         ax.plot(x, y, style, marker="o", ms=3, color=colour, label=label, drawstyle="default")
         if len(results) > 1:
             ax.fill_between(x, y - s, y + s, color=colour, alpha=0.15, linewidth=0)
@@ -183,7 +191,7 @@ def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Se
         stats = part.groupby(key)[column].agg(["mean", "std"]).reset_index()
         has_std = stats["std"].notna().any()
         ax.errorbar(stats[key], stats["mean"], yerr=stats["std"] if has_std else None, marker="o", ms=4,
-                    color=colour, label=label, ls="--" if name == "oracle" else "-", capsize=2)
+                    color=colour, label=label, ls="--" if _reference(name) else "-", capsize=2)
     ax.set_xlabel(xlabel or key)
     ax.set_ylabel(ylabel or column)
     return ax

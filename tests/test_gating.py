@@ -269,7 +269,16 @@ def test_every_policy_runs_on_its_first_and_last_knob(name):
         assert 0 <= decision.teacher_clips <= 5 and decision.student_clips in (0, 5)
     assert spec.needs_score == (spec.student == "cd" and name != "dense_student")
     assert spec.needs_label == (name == "oracle")
+    assert spec.random == (name == "random_k")
     assert spec.description
+
+
+@pytest.mark.parametrize("name", [name for name in list_policies() if get_policy(name).needs_score])
+def test_run_policy_refuses_videos_without_the_score_a_policy_needs(name):
+    video = _video(n=4, seed=2)
+    unscored = VideoOutputs(video.student_logits, video.teacher, None, video.label)
+    with pytest.raises(ConfigError, match=name):
+        run_policy(name, [video, unscored], get_policy(name).knob_values(4, THETAS)[0])
 
 
 def test_knob_values():
