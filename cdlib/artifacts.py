@@ -46,12 +46,10 @@ def default_root() -> Path:
     return root / "artifacts" if root is not None else Path.home() / ".cache" / "cdlib"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (:func:`hashlib.file_digest`)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -75,7 +73,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically, with a ``.sha256`` sidecar written last."""
     path = Path(path)
     atomic_write(path, lambda handle: torch.save(obj, handle))
-    atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(_sha256(path)), mode="w")
+    atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(file_sha256(path)), mode="w")
 
 
 def verified_load(path: str | os.PathLike) -> Any:
@@ -85,7 +83,7 @@ def verified_load(path: str | os.PathLike) -> Any:
     if not path.is_file() or not sidecar.is_file():
         raise ArtifactError(f"{path}: missing file or checksum")
     expected = sidecar.read_text().strip()
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise ArtifactError(f"{path}: checksum mismatch (truncated or damaged)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -8,9 +8,9 @@ altered file is found by name (``python -m cdlib data verify``, and the tests).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from cdlib.artifacts import file_sha256
 from cdlib.errors import DataError
 
 __all__ = ["SHIPPED", "WEIZMANN", "check_shipped", "shipped_path", "verify_checksums"]
@@ -42,14 +42,6 @@ def shipped_path(name: str) -> Path:
     return root / "data" / name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_checksums(folder) -> list[str]:
     """Problems with the files ``folder/SHA256SUMS`` lists, one line each naming the file (``[]``: all good).
 
@@ -72,7 +64,7 @@ def verify_checksums(folder) -> list[str]:
         path = folder / name
         if not path.is_file():
             problems.append(f"{path}: listed in {CHECKSUMS} but missing")
-        elif _sha256(path) != digest.lower():
+        elif file_sha256(path) != digest.lower():
             problems.append(f"{path}: checksum mismatch (the file differs from the one shipped)")
     return problems
 
