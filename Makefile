@@ -7,6 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= ci
 SEED ?= 0
+# A data source as --data takes it (default: each chapter's own; synthetic for make bench), and config
+# overrides as --set takes them, separated by spaces: SET="student=student_micro data.informative_fraction=0.2"
+DATA ?=
+SET ?=
 DEPS_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 EXECUTED := _build/executed
@@ -20,8 +24,9 @@ NOTEBOOKS = $(wildcard $(addprefix $(EXECUTED)/book/,$(addsuffix .ipynb,$(CHAPTE
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build _build/html"
 	@echo "make test     unit tests, chapter execution, nbval re-execution check, book build"
-	@echo "make chapter CH=<name> PARAMS=\"-p seed 1\"   rerun one chapter with papermill"
-	@echo "make bench    python -m cdlib bench on the synthetic data (writes results.json)"
+	@echo "make chapter CH=<name> [SEED=1] [DATA=<source>] [SET=\"key=value ...\"] [PARAMS=\"-p knob value\"]"
+	@echo "             rerun one chapter with papermill (README: Rerun one chapter on other settings)"
+	@echo "make bench    python -m cdlib bench [DATA=<source>] [SET=...] (writes results.json)"
 	@echo "make publish  push _build/html to the gh-pages branch (ghp-import)"
 
 install: $(STAMP)
@@ -49,10 +54,15 @@ html: install
 book: execute
 	$(MAKE) --no-print-directory html
 
-# Rerun one chapter on other parameters, e.g. make chapter CH=accuracy_vs_compute PARAMS="-p seed 1"
+# Rerun one chapter on other parameters, e.g.
+#   make chapter CH=accuracy_vs_compute SEED=1 SET="student=student_micro data.informative_fraction=0.2"
+#   make chapter CH=real_videos DATA=ucf101:/data/UCF101:all
+# PARAMS passes further papermill options, e.g. a chapter's own knobs: PARAMS="-y 'fractions: [0.1, 0.5]'".
 chapter: install
-	@test -n "$(CH)" || (echo "usage: make chapter CH=<name> [PARAMS='-p key value ...']"; exit 2)
-	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/$(CH).ipynb -p profile $(PROFILE) $(PARAMS)
+	@test -n "$(CH)" || (echo "usage: make chapter CH=<name> [SEED=1] [DATA=<source>] [SET='key=value ...'] [PARAMS='-p knob value ...']"; exit 2)
+	@mkdir -p $(EXECUTED)/book
+	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/$(CH).ipynb \
+		-p profile $(PROFILE) -p seed $(SEED) $(if $(DATA),-p data '$(DATA)') $(if $(SET),-p overrides '$(SET)') $(PARAMS)
 
 unit: install
 	$(PY) -m pytest tests
@@ -66,7 +76,7 @@ nbval: install
 test: unit execute nbval html
 
 bench: install
-	$(PY) -m cdlib bench --profile $(PROFILE) --seed $(SEED) --data synthetic --out results.json
+	$(PY) -m cdlib bench --profile $(PROFILE) --seed $(SEED) --data $(or $(DATA),synthetic) $(foreach s,$(SET),--set $(s)) --out results.json
 
 publish: install
 	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html

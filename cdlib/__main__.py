@@ -9,14 +9,32 @@ import argparse
 import json
 import sys
 
-from cdlib.cli import add_run_options, config_from_args
-from cdlib.errors import CdlibError
+from cdlib.cli import add_config_options, add_device_option, add_run_options, config_from_args, output_file, print_skipped
+from cdlib.errors import CdlibError, ConfigError
 
 
 def store_from_args(args: argparse.Namespace):
+    """The artifact store of ``--artifacts`` (default: ``$CDLIB_ARTIFACTS`` or ./artifacts), refused if it
+    cannot be a folder."""
     from cdlib.artifacts import ArtifactStore
 
-    return ArtifactStore(args.artifacts)
+    store = ArtifactStore(args.artifacts)
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{store.root}: cannot use it as the artifact store ({exc.strerror or exc}); "
+                          "give a folder with --artifacts or $CDLIB_ARTIFACTS") from None
+    return store
+
+
+def run_configs(args: argparse.Namespace):
+    """The config of the arguments, refused if its data source cannot be used, and one config per fold."""
+    from cdlib.data.sources import check_source
+    from cdlib.folds import fold_configs
+
+    cfg = config_from_args(args)
+    check_source(cfg.data.source)
+    return cfg, fold_configs(cfg)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -24,45 +42,111 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def join_processes(cfg) -> bool:
+    """Under torchrun, join the process group on the config's device; True in process 0 (the one that prints)."""
+    from cdlib import distributed
+    from cdlib.device import resolve_runtime
+
+    distributed.init_from_env(resolve_runtime(cfg).device)
+    return distributed.is_main()
+
+
 def cmd_train_teacher(args: argparse.Namespace) -> int:
-    from cdlib.runs import dense_accuracy, get_outputs, get_teacher
+    from cdlib.data import skipped_videos
+    from cdlib.runs import dense_accuracy, get_outputs, get_teacher, weights_sha256
     from cdlib.train import clip_accuracy
 
-    cfg = config_from_args(args)
+    _, configs = run_configs(args)
     store = store_from_args(args)
-    trained = get_teacher(cfg, store)
-    test = get_outputs(cfg, "teacher", "test", store)
-    print(f"teacher {trained.name} ({trained.key}), profile {cfg.profile}, seed {cfg.seed}, data {cfg.data.source}")
-    print(f"clip-level test accuracy:  {clip_accuracy(test['logits'], test['labels']):.4f}")
-    print(f"video-level test accuracy: {dense_accuracy(test):.4f}  (dense averaging of clip softmax)")
+    main_process = join_processes(configs[0])
+    for cfg in configs:
+        trained = get_teacher(cfg, store)
+        test = get_outputs(cfg, "teacher", "test", store)
+        if not main_process:
+            continue
+        scores = {"clip_accuracy": clip_accuracy(test["logits"], test["labels"]), "video_accuracy": dense_accuracy(test),
+                  "weights_sha256": weights_sha256(trained.model)}
+        print(f"teacher {trained.name} ({trained.key}), profile {cfg.profile}, seed {cfg.seed}, data {cfg.data.source}")
+        print(f"clip-level test accuracy:  {scores['clip_accuracy']:.4f}")
+        print(f"video-level test accuracy: {scores['video_accuracy']:.4f}  (dense averaging of clip softmax)")
+        print_skipped(skipped_videos(cfg.data, cfg.seed))
+        if args.json and len(configs) == 1:
+            from cdlib.artifacts import atomic_write
+
+            atomic_write(args.json, lambda handle: handle.write(json.dumps(scores, indent=1) + "\n"), mode="w")
+            print(f"wrote {args.json}")
     return 0
 
 
 def cmd_train_students(args: argparse.Namespace) -> int:
+    from cdlib.data import skipped_videos
     from cdlib.runs import STUDENT_VARIANTS, dense_accuracy, get_outputs, get_student
     from cdlib.train import clip_accuracy
 
-    cfg = config_from_args(args)
+    _, configs = run_configs(args)
     store = store_from_args(args)
-    for variant in STUDENT_VARIANTS:
-        trained = get_student(cfg, variant, store)
-        test = get_outputs(cfg, variant, "test", store)
-        print(
-            f"student {variant} {trained.name} ({trained.key}): clip accuracy "
-            f"{clip_accuracy(test['logits'], test['labels']):.4f}, video accuracy {dense_accuracy(test):.4f}"
-        )
+    main_process = join_processes(configs[0])
+    for cfg in configs:
+        for variant in STUDENT_VARIANTS:
+            trained = get_student(cfg, variant, store)
+            test = get_outputs(cfg, variant, "test", store)
+            if main_process:
+                print(
+                    f"student {variant} {trained.name} ({trained.key}), data {cfg.data.source}: clip accuracy "
+                    f"{clip_accuracy(test['logits'], test['labels']):.4f}, video accuracy {dense_accuracy(test):.4f}"
+                )
+        if main_process:
+            print_skipped(skipped_videos(cfg.data, cfg.seed))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cdlib.bench import format_table, run_benchmark, write_json
+    from cdlib import distributed
+    from cdlib.bench import run_benchmark, write_json
+    from cdlib.tables import format_table
+    from cdlib.folds import format_folds, run_folds
+    from cdlib.runs import STUDENT_VARIANTS, get_outputs
 
-    cfg = config_from_args(args)
-    result = run_benchmark(cfg, store_from_args(args), recompute=args.recompute)
+    cfg, configs = run_configs(args)
+    if args.out:
+        output_file(args.out)
+    store = store_from_args(args)
+    main_process = join_processes(cfg)
+    if distributed.world_size() > 1:
+        # Every process trains the models and predicts its share of the clips; then process 0
+        # evaluates and times alone (one timing at a time) while the others wait, and they load its result.
+        for fold in configs:
+            for which in ("teacher", *STUDENT_VARIANTS):
+                for split in ("val", "test"):
+                    get_outputs(fold, which, split, store)
+    with distributed.main_first(), distributed.local_only():
+        recompute = args.recompute and main_process
+        if len(configs) > 1:
+            result = run_folds(cfg, store, recompute=recompute)
+        else:
+            result = run_benchmark(configs[0], store, recompute=recompute)
+    if not main_process:
+        return 0
     if args.out:
         write_json(result, args.out)
         print(f"wrote {args.out}")
-    print(format_table(result))
+    print(format_folds(result) if len(configs) > 1 else format_table(result))
+    print_skipped(result["data"].get("skipped", []))
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from cdlib.selftest import run_selftest
+
+    return 0 if run_selftest(args.device or "auto", tiny=args.tiny, artifacts=args.artifacts) else 1
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from cdlib.bench_data import run_data_benchmark
+
+    config_from_args(args)  # checks the options before any work
+    run_data_benchmark(args.profile, args.seed, args.overrides, scales=args.scales, workers=args.workers,
+                       out=args.out, workdir=args.workdir, in_memory=args.in_memory)
     return 0
 
 
@@ -79,17 +163,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-teacher", help="train (or load) the teacher; print clip- and video-level test accuracy")
     add_run_options(p)
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write {clip_accuracy, video_accuracy, weights_sha256} to FILE")
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("train-students", help="train (or load) the CE, KD and CD students")
     add_run_options(p)
     p.set_defaults(func=cmd_train_students)
 
-    p = sub.add_parser("bench", help="run the benchmark (DESIGN.md §4) and write its JSON")
+    p = sub.add_parser("bench", help="run the benchmark and write its JSON (schema: cdlib/bench.py; folds: cdlib/folds.py)")
     add_run_options(p)
     p.add_argument("--out", default=None, metavar="FILE", help="write the benchmark JSON here")
     p.add_argument("--recompute", action="store_true", help="re-evaluate (and re-time) even if a cached result exists")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "selftest",
+        help="check a GPU machine: every model on CPU and device, tiny training with bf16, the benchmark",
+        description="Runs every registered model on the CPU and on the device and compares outputs, trains a tiny "
+        "teacher and CD student with bf16 autocast, runs the benchmark on a small synthetic config, and prints "
+        "PASS/FAIL per step with measured time ratios. Needs only torch, torchvision, numpy and pandas.",
+    )
+    add_device_option(p)
+    p.add_argument("--tiny", action="store_true", help="smallest sizes (a smoke test, as in make test)")
+    p.add_argument("--artifacts", default=None, metavar="DIR", help="where to train (default: a temporary folder)")
+    p.set_defaults(func=cmd_selftest)
+
+    p = sub.add_parser(
+        "bench-data",
+        help="memory and loader throughput on the synthetic set exported as video files",
+        description="Exports the synthetic set as video files at several multiples of its training videos, trains "
+        "the teacher one epoch from each (streamed, a fresh process each) and reports peak resident memory; "
+        "measures the loader's clips/s with each worker count.",
+    )
+    add_config_options(p)
+    p.add_argument("--scales", default="1,4", type=lambda t: [int(x) for x in t.split(",")],
+                   help="multiples of data.num_train to export and train on (default: 1,4)")
+    p.add_argument("--workers", default="0,2", type=lambda t: [int(x) for x in t.split(",")],
+                   help="loader worker counts to time (default: 0,2)")
+    p.add_argument("--in-memory", action="store_true", help="also train each scale with the clips in memory")
+    p.add_argument("--workdir", default=None, metavar="DIR", help="keep exported videos and caches here")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the measurements as JSON")
+    p.set_defaults(func=cmd_bench_data)
 
     from cdlib.book import add_book_commands
     from cdlib.data.cli import add_data_commands
@@ -110,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except CdlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if "cdlib.distributed" in sys.modules:  # a command joined torchrun's processes: leave cleanly
+            sys.modules["cdlib.distributed"].shutdown()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """A content-addressed artifact store: trained models and evaluations keyed by config hash.
 
 Every artifact lives in ``<root>/<kind>/<key>/`` where ``key`` is a hash of the
-spec that made it (model, data, loss, seed and a hash of the source code of the
-modules involved). Files are written atomically (temporary file in the same
+spec that made it (model, data, loss, seed and a hash of what the code of the
+modules involved computes, :func:`source_fingerprint`). Files are written atomically (temporary file in the same
 folder, then :func:`os.replace`) next to a ``.sha256`` sidecar; a file whose
 checksum does not match (truncated, damaged, or half-written by a killed run) is
 reported, deleted and rebuilt, never loaded.
@@ -10,6 +10,7 @@ reported, deleted and rebuilt, never loaded.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
@@ -17,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,12 +46,10 @@ def default_root() -> Path:
     return root / "artifacts" if root is not None else Path.home() / ".cache" / "cdlib"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (:func:`hashlib.file_digest`)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -73,7 +73,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically, with a ``.sha256`` sidecar written last."""
     path = Path(path)
     atomic_write(path, lambda handle: torch.save(obj, handle))
-    atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(_sha256(path)), mode="w")
+    atomic_write(path.with_name(path.name + ".sha256"), lambda h: h.write(file_sha256(path)), mode="w")
 
 
 def verified_load(path: str | os.PathLike) -> Any:
@@ -83,7 +83,7 @@ def verified_load(path: str | os.PathLike) -> Any:
     if not path.is_file() or not sidecar.is_file():
         raise ArtifactError(f"{path}: missing file or checksum")
     expected = sidecar.read_text().strip()
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise ArtifactError(f"{path}: checksum mismatch (truncated or damaged)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -98,12 +98,35 @@ def discard(path: str | os.PathLike) -> None:
     path.with_name(path.name + ".sha256").unlink(missing_ok=True)
 
 
-def code_version(*modules: str) -> str:
-    """Hash of the source of the named modules, so that changed code makes new artifacts."""
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstring of every module, class and function removed (in place)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_fingerprint(*objects) -> str:
+    """Hash of what the source of modules, classes or functions *computes*: their syntax tree without
+    docstrings, comments, line numbers or formatting.
+
+    Artifact keys use it (:func:`code_version`, :func:`cdlib.models.model_fingerprint`), so that a
+    docstring edit or a reformatted line retrains and re-evaluates nothing, while any change to the code
+    itself (a constant, an operator, a renamed variable) makes new artifacts.
+    """
     digest = hashlib.sha256()
-    for name in sorted(modules):
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    for obj in objects:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        digest.update(ast.dump(_without_docstrings(tree), annotate_fields=False).encode())
     return digest.hexdigest()[:12]
+
+
+def code_version(*modules: str) -> str:
+    """:func:`source_fingerprint` of the named modules, so that changed code makes new artifacts."""
+    return source_fingerprint(*(importlib.import_module(name) for name in sorted(modules)))
 
 
 class ArtifactStore:

@@ -1,12 +1,86 @@
-"""The benchmark shared by ``python -m cdlib bench`` and the book (DESIGN.md §4).
+"""The benchmark shared by ``python -m cdlib bench`` and the book.
 
 :func:`run_benchmark` trains (or loads) the teacher and the student ladder,
-evaluates every registered gating policy over its whole knob range on the test
-split, counts FLOPs per clip with torch's flop counter, times each operating point
-end to end (student and teacher really run) on a fixed thread count, measures how
-well each confidence signal predicts that the teacher is right on a clip, and
-summarises the result in the JSON of DESIGN.md §4.2. The result is itself an
-artifact keyed by the config, so the book and a second run read the same numbers.
+evaluates every registered gating policy over its whole knob range on the val
+and the test split, chooses each policy's operating points on val, counts FLOPs
+per clip with torch's flop counter, times the chosen points end to end (student
+and teacher really run) on a fixed thread count, and measures how well each
+confidence signal predicts that the teacher is right on a clip. The result is
+itself an artifact keyed by the config, so the book and a second run read the
+same numbers.
+
+The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
+
+- ``version``, ``profile``, ``seed``, ``config_hash``, ``config``, ``environment``;
+  ``data``: the data config with ``val_videos`` and ``test_videos``.
+- ``cost``: GFLOPs per clip of teacher and student, their ratio, clips per test
+  video and the clip shape.
+- ``policies``: per policy, one point per knob value (``cd_gate``: every
+  ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
+  ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
+  on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
+  was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``
+  (how many test videos the timing covers), plus, for the selected points,
+  ``throughput_s_per_video`` and ``throughput_wall_ratio_to_dense``.
+- ``selected``: per policy, indices into its points. ``matched`` is the
+  cheapest point by val compute whose val accuracy is at least the dense
+  teacher's val accuracy (None if no point reaches it; ties in compute go to
+  the more accurate point, then the first); ``best`` the point with the highest
+  val accuracy (ties go to the cheaper point, then the first).
+  ``upper_bound_matched`` and ``upper_bound_best`` apply the same rules to the
+  test split's accuracy and compute: they look at the test labels, so they are
+  upper bounds, not operating points a user could have chosen in advance
+  (:func:`select_points`).
+- ``summary``: ``selection`` (``"val"``); the dense teacher's test accuracy,
+  val accuracy and GFLOPs per video; for ``cd_gate``, from its ``matched``
+  point, ``cd_gflops_ratio_at_dense_accuracy`` (test FLOPs relative to the
+  dense teacher), ``cd_test_accuracy_at_matched_point``,
+  ``cd_wall_ratio_at_dense_accuracy`` (latency mode) and
+  ``cd_throughput_wall_ratio_at_dense_accuracy``, and from its ``best`` point
+  ``cd_best_accuracy`` (test) and ``cd_accuracy_gain`` (minus the dense
+  teacher's test accuracy); per policy ``gflops_ratio_at_dense_accuracy`` and
+  ``test_accuracy_at_matched_point`` of its ``matched`` point (None: never
+  matched on val); the areas under the test accuracy-vs-compute curves relative
+  to the oracle's (``cd_auc_vs_oracle``, ``sampler_maxprob_auc_vs_oracle``,
+  ``auc_vs_oracle``); ``ce_baseline``, the label-only student the headline
+  comparison uses (:func:`ce_baseline`); and ``upper_bound``, the same
+  selection keys from the test-selected points, with ``selection: "test"``.
+- ``confidence_auroc``, ``confidence_auprc`` (test clips) and
+  ``confidence_auroc_val`` (val clips): per confidence signal, how well it
+  predicts that the teacher's top class on a clip is the video's label.
+- ``wall_clock``: how the times were taken (below): ``selected_videos``,
+  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; None when
+  the result was not timed.
+
+Wall-clock time (:func:`measure_wall_clock`) runs the real pipeline on the
+first test videos: preprocessing, the student on all of a video's clips (for
+the policies that use one), the policy's decision and the teacher on the clips
+it asks for, on ``bench.num_threads`` threads. On the CPU every model is frozen
+for inference by :func:`cdlib.models.inference_module`; on a GPU the models run
+eager under the runtime's bf16 autocast, and every timed call ends with a
+synchronisation of the device (:func:`cdlib.cost.timing_model`).
+
+- *Latency* (``wall_ratio_to_dense``): one video at a time, as a service
+  answers one request. Over ``bench.wall_repeats`` passes, each test video is
+  run by every timed point in turn before the next video, so all points see the
+  same quiet and busy moments of the machine. Each (point, video) is timed by
+  its fastest pass (other work only ever adds time), and the ratio is the
+  point's total over the timed videos divided by the dense teacher's total
+  over the same videos (:func:`cdlib.cost.ratio_of_totals`): a ratio of costs,
+  in which a video on which an adaptive policy runs the teacher counts in
+  full. ``wall_s_per_video`` is the point's total divided by the number of
+  videos.
+- *Throughput* (``throughput_wall_ratio_to_dense``): videos in batches of
+  ``bench.throughput_batch``, as an offline job: preprocessing and the student
+  on all clips of the batch in one call, every video's decision, then one
+  teacher call on the clips the decisions asked for, gathered across the
+  batch. The same passes and ratio, over batches.
+
+The selected points of every policy (``selected``) and the dense teacher are
+timed in both modes on ``bench.wall_selected_videos`` test videos (all of them
+if there are fewer). The other points of each curve are timed in latency mode
+only, on ``bench.wall_videos`` videos (0, the ``ci`` default: not timed), as
+each point's ``wall_videos`` says.
 """
 
 from __future__ import annotations
@@ -16,23 +90,23 @@ import json
 import math
 import os
 import platform
-from pathlib import Path
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 
-import pandas as pd
 import torch
 
 from cdlib.artifacts import ArtifactStore, atomic_write, code_version
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config, config_hash
-from cdlib.cost import flops_per_clip, time_call, video_gflops
-from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
-from cdlib.models import inference_module, preprocess
+from cdlib.cost import fastest_totals, flops_per_clip, ratio_of_totals, time_interleaved, timing_model, video_gflops
+from cdlib.data import skipped_videos
+from cdlib.device import autocast, configure_backend, resolve_runtime, synchronize, to_device
+from cdlib.gating import POLICIES, Decision, PolicySpec, VideoOutputs, get_policy, list_policies, run_policy
+from cdlib.models import preprocess
 from cdlib.progress import log, progress_bar
-from cdlib.runs import STUDENT_VARIANTS, get_bank, get_model, get_outputs, model_spec_of
-from cdlib.train import set_determinism
+from cdlib.runs import STUDENT_VARIANTS, get_clips, get_model, get_outputs, model_spec_of
 
-VERSION = 1
+VERSION = 2
 
 
 # ----------------------------------------------------------------------------- per-video outputs
@@ -44,7 +118,7 @@ def split_by_video(outputs: dict[str, torch.Tensor], key: str) -> list[torch.Ten
 
 
 def video_outputs(teacher: dict, student: dict | None) -> list[VideoOutputs]:
-    """One :class:`VideoOutputs` per test video from precomputed per-clip outputs.
+    """One :class:`VideoOutputs` per video of a split from precomputed per-clip outputs.
 
     ``student`` None (teacher-only policies) puts the teacher's logits in the
     student slot; those policies never read it.
@@ -63,14 +137,25 @@ def video_outputs(teacher: dict, student: dict | None) -> list[VideoOutputs]:
 
 # ----------------------------------------------------------------------------- confidence signals
 
+#: the two label-only students: their max-softmax signal and the sampler policy it drives
+CE_BASELINES = {"ce": ("student_maxprob", "sampler_maxprob"), "ce_all": ("ce_all_maxprob", "sampler_ce_all")}
+
+
 def confidence_signals(outputs: dict[str, dict]) -> dict[str, torch.Tensor]:
-    """Per-clip confidence signals on the same clips: the CD score and each model's max-softmax."""
-    signals = {"cd": torch.sigmoid(outputs["cd"]["score_logit"])}
-    signals["student_maxprob"] = outputs["ce"]["logits"].softmax(-1).amax(-1)
-    signals["kd_maxprob"] = outputs["kd"]["logits"].softmax(-1).amax(-1)
-    signals["cd_maxprob"] = outputs["cd"]["logits"].softmax(-1).amax(-1)
-    signals["teacher_maxprob"] = outputs["teacher"]["logits"].softmax(-1).amax(-1)
-    return signals
+    """Per-clip confidence signals on the same clips: the CD score and each model's max-softmax.
+
+    ``student_maxprob`` is the CE student trained on the teacher's clips,
+    ``ce_all_maxprob`` the CE student trained on every clip (as the KD and CD students).
+    """
+    maxprob = {which: outputs[which]["logits"].softmax(-1).amax(-1) for which in ("teacher", *STUDENT_VARIANTS)}
+    return {
+        "cd": torch.sigmoid(outputs["cd"]["score_logit"]),
+        "student_maxprob": maxprob["ce"],
+        "ce_all_maxprob": maxprob["ce_all"],
+        "kd_maxprob": maxprob["kd"],
+        "cd_maxprob": maxprob["cd"],
+        "teacher_maxprob": maxprob["teacher"],
+    }
 
 
 def teacher_correct(teacher: dict) -> torch.Tensor:
@@ -83,7 +168,33 @@ def signal_quality(signals: dict[str, torch.Tensor], correct: torch.Tensor) -> d
     return {name: {"auroc": auroc(s, correct), "auprc": auprc(s, correct)} for name, s in signals.items()}
 
 
-# ----------------------------------------------------------------------------- curves and summary
+def ce_baseline(val_auroc: dict[str, float]) -> dict:
+    """The label-only student the headline comparison uses: the stronger of the two, chosen on val.
+
+    Of ``ce`` (trained on the teacher's clips) and ``ce_all`` (trained on every
+    clip, as the distilled students are), the one whose max-softmax has the
+    higher AUROC for "teacher right on a clip" on the val clips (ties: ``ce``),
+    so that the distilled score is compared with the better label-only signal
+    without looking at the test split. Returns ``student``, its ``signal`` and
+    ``policy`` names and the two ``val_auroc`` values.
+    """
+    scores = {student: val_auroc[signal] for student, (signal, _) in CE_BASELINES.items()}
+    student = max(scores, key=lambda name: (_finite(scores[name]), name == "ce"))
+    signal, policy = CE_BASELINES[student]
+    return {"student": student, "signal": signal, "policy": policy, "val_auroc": scores}
+
+
+def ce_baseline_of(results: Sequence[dict]) -> dict:
+    """:func:`ce_baseline` on the val AUROCs of benchmark ``results`` (one per seed), averaged over them."""
+    signals = [signal for signal, _ in CE_BASELINES.values()]
+    return ce_baseline({name: sum(r["confidence_auroc_val"][name] for r in results) / len(results) for name in signals})
+
+
+def _finite(value: float) -> float:
+    return value if value == value else -math.inf  # NaN (one class only) ranks last
+
+
+# ----------------------------------------------------------------------------- curves, selection and summary
 
 def pareto_front(points: Sequence[dict]) -> list[dict]:
     """The points no other point beats: sorted by FLOPs, each more accurate than every cheaper one."""
@@ -109,133 +220,298 @@ def curve_area(points: Sequence[dict], upper: float) -> float:
     return area
 
 
-def first_reaching(points: Sequence[dict], accuracy: float) -> dict | None:
-    """The cheapest point whose accuracy is at least ``accuracy`` (None if none is)."""
-    reaching = [p for p in points if p["accuracy"] >= accuracy - 1e-12]
-    return min(reaching, key=lambda p: p["gflops_per_video"]) if reaching else None
+#: slack in accuracy and cost comparisons of the selection rules (accuracies are fractions of videos)
+_TOLERANCE = 1e-12
+
+
+def select_matched(points: Sequence[dict], target: float, accuracy: str = "val_accuracy",
+                   cost: str = "val_gflops_per_video") -> int | None:
+    """Index of the cheapest point whose ``accuracy`` is at least ``target`` (None if none is).
+
+    ``argmin_i cost_i`` over ``{i : accuracy_i >= target}``; ties in cost go to
+    the more accurate point, then to the first. The keys name the split the rule
+    looks at: val by default, ``accuracy="accuracy", cost="gflops_per_video"``
+    for the test split (an upper bound).
+    """
+    reaching = [i for i, p in enumerate(points) if p[accuracy] >= target - _TOLERANCE]
+    return min(reaching, key=lambda i: (points[i][cost], -points[i][accuracy], i)) if reaching else None
+
+
+def select_best(points: Sequence[dict], accuracy: str = "val_accuracy", cost: str = "val_gflops_per_video",
+                budget: float | None = None) -> int | None:
+    """Index of the most accurate point whose ``cost`` is at most ``budget`` (None: any cost).
+
+    ``argmax_i accuracy_i`` over ``{i : cost_i <= budget}``; ties in accuracy go
+    to the cheaper point, then to the first. None if no point is that cheap.
+    """
+    within = [i for i, p in enumerate(points) if budget is None or p[cost] <= budget + _TOLERANCE]
+    return min(within, key=lambda i: (-points[i][accuracy], points[i][cost], i)) if within else None
+
+
+def select_points(policies: dict[str, list[dict]]) -> dict[str, dict[str, int | None]]:
+    """Per policy, the indices of its ``matched`` and ``best`` points chosen on val, and the test-selected
+    ``upper_bound_matched`` and ``upper_bound_best``; the target is the dense teacher's accuracy on each split."""
+    dense = policies["dense_teacher"][0]
+    test = {"accuracy": "accuracy", "cost": "gflops_per_video"}
+    return {
+        name: {
+            "matched": select_matched(points, dense["val_accuracy"]),
+            "best": select_best(points),
+            "upper_bound_matched": select_matched(points, dense["accuracy"], **test),
+            "upper_bound_best": select_best(points, **test),
+        }
+        for name, points in policies.items()
+    }
 
 
 def summarize(policies: dict[str, list[dict]]) -> dict:
-    """The ``summary`` block of DESIGN.md §4.2, plus the same area ratio for every policy."""
+    """The ``summary`` block of the benchmark JSON (module docstring) from every policy's points."""
+    selected = select_points(policies)
     dense = policies["dense_teacher"][0]
-    cd = policies["cd_gate"]
     upper = dense["gflops_per_video"]
     oracle_area = curve_area(policies["oracle"], upper)
 
     def area_vs_oracle(points) -> float:  # NaN when the oracle has no point cheaper than the dense teacher
         return curve_area(points, upper) / oracle_area if oracle_area > 0 else float("nan")
 
-    matched = first_reaching(cd, dense["accuracy"])
-    best = max(p["accuracy"] for p in cd)
-    summary = {
+    def at(name: str, which: str, key: str):
+        index = selected[name][which]
+        return policies[name][index].get(key) if index is not None else None
+
+    def selection_keys(matched: str, best: str) -> dict:
+        ratio = {name: (at(name, matched, "gflops_per_video") / upper if selected[name][matched] is not None else None)
+                 for name in policies}
+        return {
+            "cd_gflops_ratio_at_dense_accuracy": ratio["cd_gate"],
+            "cd_test_accuracy_at_matched_point": at("cd_gate", matched, "accuracy"),
+            "cd_wall_ratio_at_dense_accuracy": at("cd_gate", matched, "wall_ratio_to_dense"),
+            "cd_throughput_wall_ratio_at_dense_accuracy": at("cd_gate", matched, "throughput_wall_ratio_to_dense"),
+            "cd_best_accuracy": at("cd_gate", best, "accuracy"),
+            "cd_accuracy_gain": at("cd_gate", best, "accuracy") - dense["accuracy"],
+            "gflops_ratio_at_dense_accuracy": ratio,
+            "test_accuracy_at_matched_point": {name: at(name, matched, "accuracy") for name in policies},
+        }
+
+    return {
+        "selection": "val",
         "dense_teacher_accuracy": dense["accuracy"],
-        "dense_teacher_gflops_per_video": dense["gflops_per_video"],
-        "cd_gflops_ratio_at_dense_accuracy": matched["gflops_per_video"] / upper if matched else None,
-        "cd_best_accuracy": best,
-        "cd_accuracy_gain": best - dense["accuracy"],
-        "cd_auc_vs_oracle": area_vs_oracle(cd),
+        "dense_teacher_val_accuracy": dense["val_accuracy"],
+        "dense_teacher_gflops_per_video": upper,
+        **selection_keys("matched", "best"),
+        "cd_auc_vs_oracle": area_vs_oracle(policies["cd_gate"]),
         "sampler_maxprob_auc_vs_oracle": area_vs_oracle(policies["sampler_maxprob"]),
-        "cd_wall_ratio_at_dense_accuracy": matched.get("wall_ratio_to_dense") if matched else None,
+        "auc_vs_oracle": {name: area_vs_oracle(points) for name, points in policies.items()},
+        "upper_bound": {"selection": "test", **selection_keys("upper_bound_matched", "upper_bound_best")},
     }
-    summary["auc_vs_oracle"] = {name: area_vs_oracle(points) for name, points in policies.items()}
-    summary["gflops_ratio_at_dense_accuracy"] = {}
-    for name, points in policies.items():
-        hit = first_reaching(points, dense["accuracy"])
-        summary["gflops_ratio_at_dense_accuracy"][name] = hit["gflops_per_video"] / upper if hit else None
-    return summary
 
 
 # ----------------------------------------------------------------------------- evaluation
 
-def sweep_policies(cfg: Config, outputs: dict[str, dict], cost: dict, policies: Sequence[str] | None = None,
-                   **policy_kwargs) -> dict[str, list[dict]]:
-    """Accuracy and cost of every policy over its whole knob range on the test videos."""
-    videos = {None: video_outputs(outputs["teacher"], None)}
-    for variant in STUDENT_VARIANTS:
-        videos[variant] = video_outputs(outputs["teacher"], outputs[variant])
-    max_clips = max(v.num_clips for v in videos[None])
+def sweep_policies(cfg: Config, test: dict[str, dict], val: dict[str, dict], cost: dict,
+                   policies: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """Accuracy and cost of every policy over its whole knob range, on the test and on the val videos.
+
+    ``test`` and ``val`` are the per-clip outputs of the teacher and every student
+    on each split (:func:`collect_outputs`). The knob range is the same on both
+    splits (``k`` up to the most clips of any video of either).
+    """
+    videos = {}
+    for split, outputs in (("test", test), ("val", val)):
+        videos[split] = {None: video_outputs(outputs["teacher"], None)}
+        for variant in STUDENT_VARIANTS:
+            videos[split][variant] = video_outputs(outputs["teacher"], outputs[variant])
+    max_clips = max(v.num_clips for split in videos.values() for v in split[None])
+
+    def gflops(run):
+        return video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"],
+                            cost["student_flops_per_clip"], cost["teacher_flops_per_clip"])
+
     result = {}
     for name in policies or list_policies():
         spec = get_policy(name)
-        kwargs = policy_kwargs.get(name, {})
+        memos = {split: [{} for _ in videos[split][spec.student]] for split in videos}  # shared by the knobs
         points = []
-        for knob in progress_bar(spec.knob_values(max_clips, cfg.bench.thetas), desc=f"policy {name}"):
-            run = run_policy(name, videos[spec.student], knob, seed=cfg.seed, repeats=cfg.bench.random_repeats, **kwargs)
+        for knob in progress_bar(spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights),
+                                 desc=f"policy {name}"):
+            runs = {split: run_policy(name, videos[split][spec.student], knob, seed=cfg.seed,
+                                      repeats=cfg.bench.random_repeats, memos=memos[split]) for split in videos}
             points.append({
                 "knob": list(knob) if isinstance(knob, tuple) else knob,
-                "accuracy": run["accuracy"],
-                "gflops_per_video": video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"],
-                                                 cost["student_flops_per_clip"], cost["teacher_flops_per_clip"]),
-                "teacher_clips_per_video": run["teacher_clips_per_video"],
-                "student_clips_per_video": run["student_clips_per_video"],
+                "accuracy": runs["test"]["accuracy"],
+                "gflops_per_video": gflops(runs["test"]),
+                "teacher_clips_per_video": runs["test"]["teacher_clips_per_video"],
+                "student_clips_per_video": runs["test"]["student_clips_per_video"],
+                "val_accuracy": runs["val"]["accuracy"],
+                "val_gflops_per_video": gflops(runs["val"]),
             })
         result[name] = points
     return result
 
 
-def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], store: ArtifactStore | None = None) -> None:
-    """Add ``wall_s_per_video`` and ``wall_ratio_to_dense`` to every operating point, measured end to end.
+class _TeacherPending(Exception):
+    """Raised by :class:`_GatheredTeacher` to stop a policy at its teacher call."""
 
-    The first ``bench.wall_videos`` test videos go through the real pipeline:
-    preprocessing, the student on all clips (if the policy uses one), the policy's
-    decision and the teacher on the clips it asks for, with every model frozen by
-    :func:`cdlib.models.inference_module`, on ``bench.num_threads`` threads after a
-    warm-up run of every point. There are ``bench.wall_repeats``
-    passes; in each, every point runs on one video after the other, so the
-    points of a (pass, video) block, the dense teacher among them, are timed
-    within about a second of each other.
 
-    - ``wall_s_per_video``: the mean over the videos of each video's fastest run
-      (noise from other work on the machine only ever adds time).
-    - ``wall_ratio_to_dense``: the median over the (pass, video) blocks of the
-      point's time divided by the dense teacher's time in the same block. Pairing
-      cancels the slow drifts of a shared machine's speed, which can change one
-      model's time by half between two moments of the same run.
+class _GatheredTeacher:
+    """The teacher of one video of a batch (throughput mode).
+
+    The first call records the clips the policy asks for and stops it with
+    :class:`_TeacherPending`; once the batch's teacher has run on the clips that
+    every video asked for, ``logits`` is set and the policy runs again to the
+    end. This relies on the contract of :mod:`cdlib.gating`: one teacher call
+    per video, on clips chosen without the teacher's answer.
     """
-    torch.set_num_threads(cfg.bench.num_threads)
-    bank = get_bank(cfg, "test", store)
-    teacher = inference_module(get_model(cfg, "teacher", store).model)
-    students = {v: inference_module(get_model(cfg, v, store).model) for v in STUDENT_VARIANTS}
-    counts = torch.bincount(bank.video).tolist()
-    clips = list(torch.split(bank.clips, counts))[: cfg.bench.wall_videos]
-    labels = bank.video_labels()[: cfg.bench.wall_videos].tolist()
+
+    def __init__(self):
+        self.indices: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+
+    def __call__(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.logits is None:
+            self.indices = indices
+            raise _TeacherPending
+        return self.logits
+
+
+class TimedPipeline:
+    """The real inference pipeline on the first ``num_videos`` test videos, as the wall-clock timing runs it.
+
+    Models run as :func:`cdlib.cost.timing_model` places them on the runtime's
+    device (frozen by :func:`cdlib.models.inference_module` on the CPU, eager
+    under bf16 autocast on a GPU); clips stay uint8 until
+    :func:`cdlib.models.preprocess`, which is part of every timed run.
+    """
+
+    def __init__(self, cfg: Config, num_videos: int, store: ArtifactStore | None = None):
+        self.runtime = resolve_runtime(cfg)
+        source = get_clips(cfg, "test", store)
+        self.clips = [source.video_clips(v) for v in range(min(num_videos, source.num_videos))]
+        self.labels = source.video_labels()[:num_videos].tolist()
+        self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
+        used = {spec.student for spec in POLICIES.values()} - {None}
+        self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
+                         for v in STUDENT_VARIANTS if v in used}
+
+    def _video(self, spec: PolicySpec, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
+        if spec.student is None:
+            return VideoOutputs(torch.zeros(len(self.clips[v]), 1, device=self.runtime.device), teacher, None,
+                                self.labels[v])
+        return VideoOutputs(logits, teacher, torch.sigmoid(score_logit), self.labels[v])
 
     @torch.inference_mode()
-    def run_video(spec, knob, video_clips, label, generator):
-        x = preprocess(video_clips)
-        run_teacher = lambda idx: teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
-        if spec.student is None:
-            video = VideoOutputs(torch.zeros(len(x), 1), run_teacher, None, label)
-        else:
-            logits, score_logit = students[spec.student](x)
-            video = VideoOutputs(logits, run_teacher, torch.sigmoid(score_logit), label)
-        spec.fn(video, knob, generator=generator)
+    def run_video(self, spec: PolicySpec, knob, v: int, generator: torch.Generator) -> Decision:
+        """Latency mode: video ``v`` alone, the teacher called lazily on the clips the policy asks for."""
+        with autocast(self.runtime):
+            x = preprocess(to_device(self.clips[v], self.runtime))
+            teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
+            outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
+            return spec.fn(self._video(spec, v, teacher, *outputs), knob, generator=generator)
 
-    timed = [(get_policy(name), point, tuple(point["knob"]) if isinstance(point["knob"], list) else point["knob"])
-             for name, points in policies.items() for point in points]
-    dense = next(j for j, (spec, _, _) in enumerate(timed) if spec.name == "dense_teacher")
-    for spec, _, knob in timed:  # warm-up
-        run_video(spec, knob, clips[0], labels[0], torch.Generator().manual_seed(cfg.seed))
-    seconds = torch.zeros(len(timed), cfg.bench.wall_repeats, len(clips), dtype=torch.float64)
-    for r in progress_bar(range(cfg.bench.wall_repeats), desc="wall-clock passes"):
-        generators = [torch.Generator().manual_seed(cfg.seed) for _ in timed]
-        for v, (video_clips, label) in enumerate(zip(clips, labels)):
-            for j, (spec, _, knob) in enumerate(timed):
-                seconds[j, r, v] = time_call(lambda: run_video(spec, knob, video_clips, label, generators[j]),
-                                             repeats=1, warmup=False)
-    fastest = seconds.amin(dim=1).mean(dim=1)
-    paired = (seconds / seconds[dense]).flatten(1).median(dim=1).values
-    for (_, point, _), wall, ratio in zip(timed, fastest.tolist(), paired.tolist()):
-        point["wall_s_per_video"] = wall
-        point["wall_ratio_to_dense"] = ratio
+    @torch.inference_mode()
+    def run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
+                  ) -> list[Decision]:
+        """Throughput mode: the student on every clip of ``videos`` in one call, each video's decision, and one
+        teacher call on the clips all the decisions asked for."""
+        with autocast(self.runtime):
+            return self._run_batch(spec, knob, videos, generator)
+
+    def _run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
+                   ) -> list[Decision]:
+        counts = [len(self.clips[v]) for v in videos]
+        x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
+        starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
+        if spec.student is not None:
+            logits, score_logit = self.students[spec.student](x)
+            per_video = list(zip(torch.split(logits, counts), torch.split(score_logit, counts)))
+        else:
+            per_video = [()] * len(videos)
+        decisions, pending = [], []
+        for i, (v, start, outputs) in enumerate(zip(videos, starts, per_video)):
+            teacher = _GatheredTeacher()
+            video = self._video(spec, v, teacher, *outputs)
+            state = generator.get_state()
+            try:
+                decisions.append(spec.fn(video, knob, generator=generator))
+            except _TeacherPending:
+                decisions.append(None)
+                pending.append((i, video, teacher, start, state))
+        if pending:
+            gathered = self.teacher(x[torch.cat([teacher.indices + start for _, _, teacher, start, _ in pending])])
+            offset = 0
+            for i, video, teacher, _, state in pending:
+                teacher.logits = gathered[offset:offset + teacher.indices.numel()]
+                offset += teacher.indices.numel()
+                generator.set_state(state)  # the same draws as the first, interrupted run
+                decisions[i] = spec.fn(video, knob, generator=generator)
+        return decisions
+
+
+def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: dict[str, dict[str, int | None]],
+                       store: ArtifactStore | None = None, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Time the operating points end to end and add the wall-clock keys to them (module docstring).
+
+    The points named in ``selected`` (:func:`select_points`) and the dense
+    teacher are timed in latency and throughput mode on the first
+    ``bench.wall_selected_videos`` test videos; every other point in latency
+    mode on the first ``bench.wall_videos``. Returns the ``wall_clock`` block.
+    """
+    torch.set_num_threads(cfg.bench.num_threads)
+    num_test = get_clips(cfg, "test", store).num_videos
+    selected_videos = min(cfg.bench.wall_selected_videos, num_test)
+    curve_videos = min(cfg.bench.wall_videos, num_test)
+    pipeline = TimedPipeline(cfg, max(selected_videos, curve_videos), store)
+    chosen = {("dense_teacher", 0)} | {(name, i) for name, picks in selected.items()
+                                       for i in picks.values() if i is not None}
+    chosen = [key for key in _all_points(policies) if key in chosen]  # in the policies' order, dense first
+    rest = [key for key in _all_points(policies) if key not in chosen]
+
+    def timed(keys, run, units, desc):
+        """Per point: seconds per video and the ratio of totals to the dense teacher (the first key)."""
+        calls = []
+        for name, i in keys:
+            spec, knob = get_policy(name), _knob(policies[name][i]["knob"])
+            generator = torch.Generator().manual_seed(cfg.seed)
+            # synchronised after each call, so a GPU's queued kernels are counted to their end
+            calls.append(lambda unit, spec=spec, knob=knob, generator=generator:
+                         (run(spec, knob, unit, generator), synchronize(pipeline.runtime.device)))
+        seconds = time_interleaved(calls, units, cfg.bench.wall_repeats, clock=clock, desc=desc)
+        videos = sum(len(u) if isinstance(u, range) else 1 for u in units)
+        return (fastest_totals(seconds) / videos).tolist(), ratio_of_totals(seconds, 0).tolist()
+
+    log(f"timing {len(chosen)} selected operating points on {selected_videos} test videos")
+    latency = timed(chosen, pipeline.run_video, list(range(selected_videos)), "latency passes")
+    batch = cfg.bench.throughput_batch
+    batches = [range(s, min(s + batch, selected_videos)) for s in range(0, selected_videos, batch)]
+    throughput = timed(chosen, pipeline.run_batch, batches, "throughput passes")
+    for (name, i), wall, ratio, t_wall, t_ratio in zip(chosen, *latency, *throughput):
+        policies[name][i].update(wall_s_per_video=wall, wall_ratio_to_dense=ratio, wall_videos=selected_videos,
+                                 throughput_s_per_video=t_wall, throughput_wall_ratio_to_dense=t_ratio)
+    if curve_videos > 0 and rest:
+        log(f"timing the other {len(rest)} operating points on {curve_videos} test videos")
+        curve = timed([("dense_teacher", 0), *rest], pipeline.run_video, list(range(curve_videos)), "curve passes")
+        for (name, i), wall, ratio in zip(rest, curve[0][1:], curve[1][1:]):
+            policies[name][i].update(wall_s_per_video=wall, wall_ratio_to_dense=ratio, wall_videos=curve_videos)
+    return {"selected_videos": selected_videos, "curve_videos": curve_videos if rest else 0,
+            "passes": cfg.bench.wall_repeats, "throughput_batch": batch, "threads": cfg.bench.num_threads}
+
+
+def _all_points(policies: dict[str, list[dict]]) -> list[tuple[str, int]]:
+    """(policy, index) of every point, the dense teacher first."""
+    keys = [(name, i) for name, points in policies.items() for i in range(len(points))]
+    return sorted(keys, key=lambda key: key != ("dense_teacher", 0))
+
+
+def _knob(value):
+    """A point's knob as the policy takes it (JSON turns tuples into lists)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
-    bank = get_bank(cfg, "test", store)
-    shape = (3, *bank.clips.shape[1:4])
+    source = get_clips(cfg, "test", store)
+    shape = (3, *source.clip_shape[:3])
     teacher = flops_per_clip(get_model(cfg, "teacher", store).model, shape)
     student = flops_per_clip(get_model(cfg, "cd", store).model, shape)
-    counts = torch.bincount(bank.video).float()
+    counts = torch.bincount(source.video).float()
     return {
         "teacher_flops_per_clip": teacher,
         "student_flops_per_clip": student,
@@ -265,11 +541,12 @@ def benchmark_spec(cfg: Config, timing: bool = True) -> dict:
 
 def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bool = False,
                   timing: bool = True) -> dict:
-    """The benchmark JSON of DESIGN.md §4.2 for ``cfg`` (cached as an artifact).
+    """The benchmark JSON for ``cfg`` (module docstring), cached as an artifact.
 
-    ``timing=False`` skips the wall-clock measurement (no ``wall_s_per_video``;
-    the wall-clock summary is None): sweeps over many configs use it. It returns
-    the timed result instead where one is cached already.
+    ``timing=False`` skips the wall-clock measurement (no wall-clock keys on the
+    points, ``wall_clock`` None and the wall-clock summary None): sweeps over
+    many configs use it. It returns the timed result instead where one is cached
+    already.
     """
     store = store if store is not None else ArtifactStore()
     spec = benchmark_spec(cfg, timing)
@@ -281,20 +558,24 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
             return _from_json(timed)
 
     def build(_):
-        set_determinism(cfg.bench.num_threads)
-        outputs = collect_outputs(cfg, store)
+        configure_backend(resolve_runtime(cfg))  # CPU: deterministic on bench.num_threads; GPU: cudnn.benchmark
+        test, val = collect_outputs(cfg, store, "test"), collect_outputs(cfg, store, "val")
         cost = measure_cost(cfg, store)
-        log("evaluating policies")
-        policies = sweep_policies(cfg, outputs, cost)
+        log("evaluating policies on the val and test splits")
+        policies = sweep_policies(cfg, test, val, cost)
+        wall_clock = None
         if timing:
-            log("timing policies")
-            measure_wall_clock(cfg, policies, store)
-        quality = signal_quality(confidence_signals(outputs), teacher_correct(outputs["teacher"]))
+            wall_clock = measure_wall_clock(cfg, policies, select_points(policies), store)
+        quality = signal_quality(confidence_signals(test), teacher_correct(test["teacher"]))
+        val_auroc = {name: q["auroc"] for name, q in
+                     signal_quality(confidence_signals(val), teacher_correct(val["teacher"])).items()}
         return {
             "version": VERSION,
             "profile": cfg.profile,
             "seed": cfg.seed,
-            "data": {**dataclasses.asdict(cfg.data), "test_videos": int(outputs["teacher"]["video"].max()) + 1},
+            "data": {**dataclasses.asdict(cfg.data), "val_videos": int(val["teacher"]["video"].max()) + 1,
+                     "test_videos": int(test["teacher"]["video"].max()) + 1,
+                     "skipped": skipped_videos(cfg.data, cfg.seed)},
             "config_hash": config_hash(cfg),
             "config": dataclasses.asdict(cfg),
             "cost": {
@@ -305,9 +586,12 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
                 "input_shape": cost["input_shape"],
             },
             "policies": policies,
+            "selected": select_points(policies),
             "confidence_auroc": {name: q["auroc"] for name, q in quality.items()},
             "confidence_auprc": {name: q["auprc"] for name, q in quality.items()},
-            "summary": summarize(policies),
+            "confidence_auroc_val": val_auroc,
+            "summary": {**summarize(policies), "ce_baseline": ce_baseline(val_auroc)},
+            "wall_clock": wall_clock,
             "environment": {
                 "threads": cfg.bench.num_threads,
                 "torch": torch.__version__,
@@ -344,96 +628,7 @@ def _nan_to_none(value):
     return value
 
 
-def headline_table(result: dict) -> pd.DataFrame:
-    """Per policy: best accuracy and its cost, and the cost of matching the dense teacher's accuracy."""
-    summary = result["summary"]
-    dense_gflops = summary["dense_teacher_gflops_per_video"]
-    rows = []
-    for name, points in result["policies"].items():
-        best = max(points, key=lambda p: (p["accuracy"], -p["gflops_per_video"]))
-        matched = summary["gflops_ratio_at_dense_accuracy"][name]
-        rows.append({
-            "policy": name,
-            "best accuracy": best["accuracy"],
-            "GFLOPs/video": best["gflops_per_video"],
-            "relative cost": best["gflops_per_video"] / dense_gflops,
-            "cost to match dense": matched if matched is not None else float("nan"),
-            "area vs oracle": summary["auc_vs_oracle"][name],
-        })
-    return pd.DataFrame(rows).set_index("policy")
-
-
-def format_table(result: dict) -> str:
-    s = result["summary"]
-    lines = [
-        headline_table(result).to_string(float_format=lambda v: f"{v:.3f}"),
-        "",
-        f"dense teacher: accuracy {s['dense_teacher_accuracy']:.3f}, {s['dense_teacher_gflops_per_video']:.3f} GFLOPs/video",
-        "cd_gate FLOPs ratio at dense accuracy: " + _fmt(s["cd_gflops_ratio_at_dense_accuracy"]),
-        "cd_gate wall-clock ratio at dense accuracy: " + _fmt(s["cd_wall_ratio_at_dense_accuracy"]),
-        f"cd_gate accuracy gain over dense: {s['cd_accuracy_gain']:+.3f}",
-        "confidence AUROC (teacher right on a clip): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in result["confidence_auroc"].items()),
-    ]
-    return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    return "not reached" if value is None else f"{value:.3f}"
-
-
-# ----------------------------------------------------------------------------- tables, sweeps and ablations
-
-def best_within(points: Sequence[dict], gflops: float) -> float:
-    """``max{accuracy of p : gflops(p) <= gflops}``: the best accuracy a policy reaches within a budget (NaN if none)."""
-    within = [p["accuracy"] for p in points if p["gflops_per_video"] <= gflops + 1e-12]
-    return max(within) if within else float("nan")
-
-
-def matched_accuracy_table(result: dict, target: float | None = None) -> pd.DataFrame:
-    """Per policy, its cheapest operating point reaching ``target`` accuracy (default: the dense teacher's).
-
-    Columns: ``knob``, ``accuracy``, ``GFLOPs/video``, ``FLOPs ratio`` and, if the
-    result was timed, ``wall-clock ratio`` (both relative to the dense teacher),
-    and ``teacher clips/video``. A policy that never reaches the target has NaN.
-    """
-    dense = result["policies"]["dense_teacher"][0]
-    target = dense["accuracy"] if target is None else target
-    rows = []
-    for name, points in result["policies"].items():
-        hit = first_reaching(points, target)
-        row = {"policy": name, "knob": str(hit["knob"]) if hit else "",
-               "accuracy": hit["accuracy"] if hit else float("nan"),
-               "GFLOPs/video": hit["gflops_per_video"] if hit else float("nan"),
-               "FLOPs ratio": hit["gflops_per_video"] / dense["gflops_per_video"] if hit else float("nan"),
-               "teacher clips/video": hit["teacher_clips_per_video"] if hit else float("nan")}
-        if "wall_ratio_to_dense" in dense:
-            row["wall-clock ratio"] = hit["wall_ratio_to_dense"] if hit else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("policy")
-
-
-def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
-    """Best accuracy of each policy within each compute budget, a fraction of the dense teacher's FLOPs.
-
-    One row per policy, one column per budget (``"≤ 25%"``); NaN where no
-    operating point of the policy is that cheap.
-    """
-    dense = result["summary"]["dense_teacher_gflops_per_video"]
-    table = {f"≤ {b:.0%}": {name: best_within(points, b * dense) for name, points in result["policies"].items()}
-             for b in budgets}
-    frame = pd.DataFrame(table)
-    frame.index.name = "policy"
-    return frame
-
-
-def config_value(result: dict, key: str):
-    """The value of the dotted config ``key`` (e.g. ``data.test_shift``) a benchmark result was made with."""
-    value = result["config"]
-    for part in key.split("."):
-        value = value[part]
-    return value
-
+# ----------------------------------------------------------------------------- sweeps
 
 def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None = None,
           timing: bool = False) -> list[dict]:
@@ -448,100 +643,3 @@ def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None =
         log(f"sweep: {key} = {value}")
         results.append(run_benchmark(cfg.replace(**{key: value}), store, timing=timing))
     return results
-
-
-def sweep_table(results: Sequence[dict], key: str, budget: float = 0.25) -> pd.DataFrame:
-    """One row per (swept value, policy): best accuracy, accuracy within ``budget`` of the dense teacher's
-    FLOPs, FLOPs ratio at the dense teacher's accuracy (NaN: never reached) and area vs the oracle."""
-    rows = []
-    for result in results:
-        summary = result["summary"]
-        dense_gflops = summary["dense_teacher_gflops_per_video"]
-        for name, points in result["policies"].items():
-            ratio = summary["gflops_ratio_at_dense_accuracy"][name]
-            rows.append({
-                key: config_value(result, key),
-                "seed": result["seed"],
-                "policy": name,
-                "best accuracy": max(p["accuracy"] for p in points),
-                "accuracy within budget": best_within(points, budget * dense_gflops),
-                "FLOPs ratio at dense accuracy": ratio if ratio is not None else float("nan"),
-                "area vs oracle": summary["auc_vs_oracle"][name],
-                "dense teacher accuracy": summary["dense_teacher_accuracy"],
-            })
-    return pd.DataFrame(rows)
-
-
-def signal_table(outputs: dict[str, dict]) -> pd.DataFrame:
-    """How well each confidence signal predicts that the teacher is right on a clip, by clip group.
-
-    Groups: ``all`` clips, and where the data say which clips show the action,
-    ``action`` and ``non-action`` clips separately (within a group the signal must
-    rank the teacher's right clips above its wrong ones without the help of the
-    action/non-action contrast). Columns: ``signal``, ``group``, ``clips``,
-    ``teacher right`` (fraction), ``mean signal``, ``auroc``, ``auprc``.
-    """
-    signals = confidence_signals(outputs)
-    correct = teacher_correct(outputs["teacher"])
-    informative = outputs["teacher"]["informative"]
-    groups = {"all": torch.ones_like(correct)}
-    if bool((informative >= 0).all()):
-        groups.update({"action": informative == 1, "non-action": informative == 0})
-    rows = []
-    for name, signal in signals.items():
-        for group, mask in groups.items():
-            if not bool(mask.any()):
-                continue
-            s, c = signal[mask], correct[mask]
-            rows.append({"signal": name, "group": group, "clips": int(mask.sum()),
-                         "teacher right": float(c.float().mean()), "mean signal": float(s.mean()),
-                         "auroc": auroc(s, c), "auprc": auprc(s, c)})
-    return pd.DataFrame(rows)
-
-
-def ablation_table(cfg: Config, variants: dict[str, dict], store: ArtifactStore | None = None) -> pd.DataFrame:
-    """The method under config changes: one row per named variant (a dict of dotted overrides of ``cfg``).
-
-    Columns: the CD score's AUROC and AUPRC for "teacher right on a clip", the
-    area vs the oracle of ``cd_gate`` and ``cd_topk``, ``cd_gate``'s FLOPs ratio at
-    the dense teacher's accuracy (NaN: never reached) and best accuracy. Untimed;
-    only what a variant changes is retrained.
-    """
-    rows = []
-    for name, overrides in progress_bar(variants.items(), desc="ablation"):
-        result = run_benchmark(cfg.replace(**overrides), store, timing=False)
-        summary = result["summary"]
-        ratio = summary["cd_gflops_ratio_at_dense_accuracy"]
-        rows.append({
-            "variant": name,
-            "seed": result["seed"],
-            "cd AUROC": result["confidence_auroc"]["cd"],
-            "cd AUPRC": result["confidence_auprc"]["cd"],
-            "cd_gate area vs oracle": summary["cd_auc_vs_oracle"],
-            "cd_topk area vs oracle": summary["auc_vs_oracle"]["cd_topk"],
-            "cd_gate FLOPs ratio at dense accuracy": ratio if ratio is not None else float("nan"),
-            "cd_gate best accuracy": summary["cd_best_accuracy"],
-        })
-    return pd.DataFrame(rows)
-
-
-def accuracy_table(outputs: dict[str, dict]) -> pd.DataFrame:
-    """Accuracy of each model of ``outputs`` (teacher and students) on the clips and videos of a split.
-
-    Columns: ``clip accuracy`` on all clips and, where the data say which clips
-    show the action, on ``action clips`` and ``non-action clips``; ``video
-    accuracy`` of dense averaging (the mean clip softmax of each video).
-    """
-    from cdlib.runs import dense_accuracy
-
-    rows = []
-    for which, out in outputs.items():
-        right = (out["logits"].argmax(-1) == out["labels"]).float()
-        row = {"model": which, "clip accuracy": float(right.mean())}
-        informative = out["informative"]
-        if bool((informative >= 0).all()):
-            row["action clips"] = float(right[informative == 1].mean())
-            row["non-action clips"] = float(right[informative == 0].mean())
-        row["video accuracy"] = dense_accuracy(out)
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("model")

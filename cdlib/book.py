@@ -11,6 +11,7 @@ anything again (``execute_notebooks: "off"`` in ``_config.yml``).
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import shutil
 import sys
@@ -21,9 +22,10 @@ from cdlib.artifacts import project_root
 
 STATIC_SUFFIXES = (".bib", ".png", ".svg", ".css")
 
-#: the values every chapter's ``parameters`` cell starts with; only other values are injected, so
-#: that a chapter executed with its defaults shows one parameters cell, not two
-CHAPTER_DEFAULTS = {"profile": "ci", "seed": 0}
+#: the values every chapter's ``parameters`` cell starts with (with ``data``, whose default is each chapter's
+#: own); only other values are injected, so that a chapter executed with its defaults shows one parameters
+#: cell, not two (see cdlib.chapter)
+CHAPTER_DEFAULTS = {"profile": "ci", "seed": 0, "overrides": []}
 
 
 def _root() -> Path:
@@ -37,6 +39,23 @@ def is_notebook(path: Path) -> bool:
     """True for a jupytext MyST notebook (its front matter declares a kernelspec)."""
     head = path.read_text(encoding="utf-8")[:2000]
     return head.startswith("---") and "kernelspec:" in head.split("\n---", 1)[0]
+
+
+def chapter_parameters(name: str) -> dict:
+    """The defaults in the ``parameters`` cell of ``book/<name>.md`` (``{}`` without a source checkout)."""
+    from cdlib.artifacts import project_root
+
+    root = project_root()
+    path = root / "book" / f"{name}.md" if root is not None else None
+    if path is None or not path.is_file():
+        return {}
+    import jupytext
+
+    for cell in jupytext.read(path).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            return {node.targets[0].id: ast.literal_eval(node.value)
+                    for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)}
+    return {}
 
 
 def execute_chapter(source: Path, output: Path, parameters: dict, cwd: Path) -> float:
@@ -74,8 +93,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     # Notebooks hold the same outputs whether models were trained or loaded.
     os.environ["CDLIB_PROGRESS"] = "0"
-    given = {"profile": args.profile, "seed": args.seed}
+    given = {"profile": args.profile, "seed": args.seed, "overrides": list(args.overrides)}
     parameters = {k: v for k, v in given.items() if v != CHAPTER_DEFAULTS[k]}
+    if args.data is not None:
+        parameters["data"] = args.data
     for name in args.chapters:
         source = root / "book" / f"{name}.md"
         if not source.is_file():
@@ -101,8 +122,12 @@ def add_book_commands(subparsers) -> None:
     commands = book.add_subparsers(dest="book_command", required=True, metavar="STEP")
     p = commands.add_parser("execute", help="execute chapters (book/<name>.md) into OUT/book/<name>.ipynb")
     p.add_argument("chapters", nargs="+", metavar="NAME")
-    p.add_argument("--profile", default="ci", choices=("ci", "full"))
+    p.add_argument("--profile", default="ci", help="config profile (default: ci)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, metavar="SOURCE",
+                   help="data source for every chapter, as --data of bench takes it (default: each chapter's own)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every chapter, as --set of bench takes it (repeatable)")
     p.add_argument("--out", default="_build/executed")
     p.set_defaults(func=cmd_execute)
     p = commands.add_parser("stage", help="copy config, toc and static files beside the executed chapters")

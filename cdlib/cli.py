@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+
+DATA_HELP = ("synthetic (default), ucf101:<root>[:fold], ucf101:<root>:<annotation_dir>[:fold], "
+             "hmdb51:<root>:<split_dir>[:fold] or kinetics:<root>; fold 'all' runs every fold and reports mean ± std")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """``--profile``, ``--seed`` and ``--set``: the options that make a config (:func:`config_from_args`)."""
     from cdlib.config import PROFILES
 
-    parser.add_argument("--profile", default="ci", choices=PROFILES, help="config profile (default: ci)")
+    parser.add_argument("--profile", default="ci", choices=tuple(PROFILES), help="config profile (default: ci)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data generation, initialisation and order")
     parser.add_argument(
         "--set",
@@ -24,21 +30,51 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The config options plus ``--data`` and ``--artifacts``, shared by every command that trains or evaluates."""
     add_config_options(parser)
-    parser.add_argument(
-        "--data",
-        default=None,
-        metavar="SOURCE",
-        help="synthetic (default), ucf101:<root>[:fold], hmdb51:<root>:<split_dir>[:fold] or kinetics:<root>",
-    )
+    parser.add_argument("--data", default=None, metavar="SOURCE", help=DATA_HELP)
     parser.add_argument("--artifacts", default=None, metavar="DIR", help="artifact store (default: ./artifacts)")
+    add_device_option(parser)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: sets ``runtime.device`` (see :mod:`cdlib.device`)."""
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help="auto (default: cuda if available, else cpu), cpu, cuda, cuda:N or mps")
 
 
 def config_from_args(args: argparse.Namespace, source: str | None = None):
-    """The config of ``--profile``/``--seed``/``--set``, with ``data.source`` from ``source`` or ``--data``."""
-    from cdlib.config import apply_overrides, profile_config
+    """The config of ``--profile``/``--seed``/``--set``, with ``data.source`` from ``source`` or ``--data``
+    (:func:`cdlib.config.make_config`, the path the book's chapters take too)."""
+    from cdlib.config import make_config
 
-    overrides = list(args.overrides)
     source = source if source is not None else getattr(args, "data", None)
-    if source is not None:
-        overrides.insert(0, f"data.source={source}")
-    return apply_overrides(profile_config(args.profile, args.seed), overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "device", None) is not None:
+        overrides.insert(0, f"runtime.device={args.device}")
+    return make_config(args.profile, args.seed, source, overrides)
+
+
+def output_file(path, option: str = "--out") -> Path:
+    """The file ``path`` will be written to, checked before any work: not a folder, in a folder that can be
+    created and written. Refused with :class:`~cdlib.errors.ConfigError` naming it otherwise."""
+    from cdlib.errors import ConfigError
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"{out}: {option} names a folder; give a file name, e.g. {out / 'results.json'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: {option}: cannot create its folder {out.parent} ({exc.strerror or exc})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"{out}: {option}: the folder {out.parent} is not writable")
+    return out
+
+
+def print_skipped(skipped: list[dict], file=None) -> None:
+    """Every skipped or rejected video, by path and reason, on stderr."""
+    file = file if file is not None else sys.stderr
+    if skipped:
+        print(f"{len(skipped)} video(s) skipped:", file=file)
+    for item in skipped:
+        print(f"  skipped {item['path']}: {item['reason']}", file=file)
+    file.flush()

@@ -42,7 +42,7 @@ How it is computed
   PyAV decoding and resizing a UCF101 video (320x240 to 112x112,
   :func:`cdlib.data.video.read_video` and :func:`~cdlib.data.video.resize_video`)
   reached on one core of the 2-core development machine: 1,100 to 1,600 frames/s,
-  measured on ``../shared/data/samples/ucf101_sample.avi`` with other work running.
+  measured on ``data/samples/ucf101_sample.avi`` with other work running.
   Reading clips back from the decode cache after the first epoch is faster, so
   loader-bound times are upper bounds. The timing phase reads a few videos once.
 """
@@ -255,8 +255,13 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     clips = {split: videos * size.clips_per_video
              for split, videos in (("train", size.train_videos), ("val", size.val_videos), ("test", size.test_videos))}
     t, s, variants = cfg.teacher_train, cfg.student_train, len(STUDENT_VARIANTS)
-    points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, cfg.bench.thetas)) for name in list_policies())
-    timed_clips = points * (cfg.bench.wall_repeats * cfg.bench.wall_videos + 1) * size.clips_per_video
+    b = cfg.bench
+    points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights))
+                 for name in list_policies())
+    # cdlib.bench.measure_wall_clock: the matched and best points of every policy, in latency and throughput
+    # mode, on bench.wall_selected_videos videos; every other point in latency mode on bench.wall_videos.
+    selected_runs = 2 * len(list_policies()) * 2 * min(b.wall_selected_videos, size.test_videos)
+    timed_clips = (b.wall_repeats * (selected_runs + points * b.wall_videos) + points) * size.clips_per_video
     # (name, clips, FLOPs per clip, scaling, whether the clips are loaded: the timing reuses a few loaded videos)
     rows = [
         ("teacher: fine-tune", t.epochs * per_epoch(t), teacher.train_flops, "train", True),

@@ -1,4 +1,4 @@
-"""Confidence-gated inference (DESIGN.md §1.3): policies over the per-clip outputs of one video.
+"""Confidence-gated inference: policies over the per-clip outputs of one video.
 
 A policy sees one video's :class:`VideoOutputs` (student logits on all ``N``
 clips, optionally the distilled score ``s``, and a ``teacher`` callable) and a
@@ -6,7 +6,15 @@ knob, decides which clips the teacher sees and how the clip predictions are
 combined, and returns a :class:`Decision`: the video-level class distribution
 and how many clips each network ran on. Every policy calls ``video.teacher``
 at most once, with exactly the clips it uses (ascending, unique), so its cost
-``student_clips·C_S + teacher_clips·C_T`` follows from the counts.
+``student_clips·C_S + teacher_clips·C_T`` follows from the counts, and which
+clips it asks for never depends on the teacher's answer (the benchmark's
+throughput mode relies on this to batch the teacher across videos).
+
+Every policy has the signature ``fn(video, knob, *, generator=None, memo=None)``.
+``generator`` feeds the random policies; ``memo`` is a dict the caller owns for
+this one video, in which a policy may keep results that several knobs share
+(``cd_gate`` keeps its teacher combination per ``k`` and ``λ``), so a sweep over
+knobs runs the teacher once per combination. Policies write nowhere else.
 
 Policies are registered in :data:`POLICIES` (``get_policy``, ``list_policies``)
 with their knob and what they consume; :func:`run_policy` evaluates one
@@ -22,7 +30,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -54,16 +62,13 @@ class VideoOutputs:
     ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
 
     Knob-independent quantities (student softmax, clip orders) are derived once
-    per video and cached, and so is ``cd_gate``'s combined distribution for each
-    ``k`` (it does not depend on the exit threshold); treat the tensors as
-    immutable.
+    per video and cached as properties; treat the tensors as immutable.
     """
 
     student_logits: Tensor
     teacher: Callable[[Tensor], Tensor]
     student_score: Tensor | None = None
     label: int | None = None
-    _combined: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.student_logits.ndim != 2 or self.student_logits.shape[0] < 1:
@@ -169,26 +174,30 @@ def _teacher_mean(video: VideoOutputs, indices: Tensor, student_clips: int) -> D
     return Decision(_teacher_probs(video, indices).mean(dim=0), indices.numel(), student_clips)
 
 
-def dense_teacher(video: VideoOutputs, knob=None, *, generator: torch.Generator | None = None) -> Decision:
+def dense_teacher(video: VideoOutputs, knob=None, *, generator: torch.Generator | None = None,
+                  memo: dict | None = None) -> Decision:
     """``P = (1/N) Σ_i softmax(z_T,i)`` over all clips; teacher ``N``, student 0."""
     _check_no_knob("dense_teacher", knob)
     return _teacher_mean(video, torch.arange(video.num_clips), 0)
 
 
-def dense_student(video: VideoOutputs, knob=None, *, generator: torch.Generator | None = None) -> Decision:
+def dense_student(video: VideoOutputs, knob=None, *, generator: torch.Generator | None = None,
+                  memo: dict | None = None) -> Decision:
     """``P = (1/N) Σ_i softmax(z_S,i)`` over all clips; teacher 0, student ``N``."""
     _check_no_knob("dense_student", knob)
     return Decision(video.student_probs.mean(dim=0), 0, video.num_clips)
 
 
-def uniform_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+def uniform_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
+              memo: dict | None = None) -> Decision:
     """Teacher mean over clips ``⌊(j + ½)·N/k⌋``, ``j < k`` (evenly spaced); teacher ``min(k, N)``, student 0."""
     k = min(_check_k("uniform_k", k), video.num_clips)
     indices = torch.div((2 * torch.arange(k) + 1) * video.num_clips, 2 * k, rounding_mode="floor")
     return _teacher_mean(video, indices, 0)
 
 
-def random_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+def random_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
+             memo: dict | None = None) -> Decision:
     """Teacher mean over ``min(k, N)`` clips drawn without replacement from ``generator``; student 0.
 
     Without a generator the global torch RNG is used.
@@ -197,13 +206,15 @@ def random_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None =
     return _teacher_mean(video, _top(torch.randperm(video.num_clips, generator=generator), k), 0)
 
 
-def sampler_maxprob(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+def sampler_maxprob(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
+                    memo: dict | None = None) -> Decision:
     """Teacher mean over the top-k clips by student ``max_k p_i[k]`` (SCSampler-style); student ``N``."""
     k = _check_k("sampler_maxprob", k)
     return _teacher_mean(video, _top(video.order_by_maxprob, k), video.num_clips)
 
 
-def cd_topk(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+def cd_topk(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
+            memo: dict | None = None) -> Decision:
     """Top-k clips ``S`` by distilled score ``s``; ``P = Σ_{i∈S} s_i q_i / Σ_{i∈S} s_i``; student ``N``."""
     k = _check_k("cd_topk", k)
     _require_score("cd_topk", video)
@@ -213,50 +224,58 @@ def cd_topk(video: VideoOutputs, k: int, *, generator: torch.Generator | None = 
     return Decision(probs, indices.numel(), video.num_clips)
 
 
-def cd_gate(
-    video: VideoOutputs,
-    knob: tuple[float, int],
-    *,
-    generator: torch.Generator | None = None,
-    student_weight: float = 1.0,
-) -> Decision:
+def cd_gate(video: VideoOutputs, knob: tuple, *, generator: torch.Generator | None = None,
+            memo: dict | None = None) -> Decision:
     """The method: video-level early exit, else teacher on the top-k clips by ``s``, combined by confidence.
 
-    With ``p_i = softmax(z_S,i)``, ``q_i = softmax(z_T,i)`` and scores ``s_i``:
+    ``knob`` is ``(θ, k, λ)``, or ``(θ, k)`` for ``λ = 1``. With
+    ``p_i = softmax(z_S,i)``, ``q_i = softmax(z_T,i)`` and scores ``s_i``:
 
     1. ``P_S = Σ_i s_i p_i / Σ_i s_i`` and ``c = max_k P_S[k]``.
     2. If ``c ≥ θ``: early exit, ``P = P_S``; teacher 0, student ``N``.
        ``θ > 1`` never exits, ``θ ≤ 0`` always does.
     3. Else the teacher runs on the top-k clips ``S`` by ``s`` and
        ``P ∝ Σ_{i∈S} s_i q_i + λ·Σ_{i∉S} s_i p_i`` (normalised to sum to 1),
-       ``λ = student_weight``; teacher ``min(k, N)``, student ``N``.
-       ``λ = 0`` is :func:`cd_topk`; at ``k ≥ N`` the student term is empty.
+       ``λ ≥ 0`` the weight of the student's clips; teacher ``min(k, N)``,
+       student ``N``. ``λ = 0`` is :func:`cd_topk`; at ``k ≥ N`` the student
+       term is empty.
+
+    Step 3 does not depend on ``θ``: with a ``memo`` it is computed once per
+    ``(k, λ)`` for this video and shared by every threshold.
     """
-    try:
-        theta, k = knob
-    except (TypeError, ValueError):
-        raise ConfigError(f"cd_gate: knob must be a pair (theta, k), got {knob!r}") from None
-    if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or math.isnan(theta):
-        raise ConfigError(f"cd_gate: knob theta must be a number, got {theta!r}")
-    k = _check_k("cd_gate", k)
-    if isinstance(student_weight, bool) or not isinstance(student_weight, numbers.Real) or not student_weight >= 0:
-        raise ConfigError(f"cd_gate: student_weight must be a number >= 0, got {student_weight!r}")
+    theta, k, weight = _gate_knob(knob)
     _require_score("cd_gate", video)
     estimate, confidence = video.student_estimate
     if confidence >= theta:
         return Decision(estimate, 0, video.num_clips)
     indices = _top(video.order_by_score, k)
-    key = (indices.numel(), float(student_weight))
-    if key not in video._combined:  # the same for every theta that does not exit
+    key = ("cd_gate", indices.numel(), weight)
+    combined = memo.get(key) if memo is not None else None
+    if combined is None:
         combined = (video.score_weights[indices] * _teacher_probs(video, indices)).sum(dim=0)
-        if student_weight > 0 and k < video.num_clips:
+        if weight > 0 and k < video.num_clips:
             rest = video.order_by_score[k:]
-            combined = combined + student_weight * video.weighted_student_probs[rest].sum(dim=0)
-        video._combined[key] = combined / combined.sum()
-    return Decision(video._combined[key], indices.numel(), video.num_clips)
+            combined = combined + weight * video.weighted_student_probs[rest].sum(dim=0)
+        combined = combined / combined.sum()
+        if memo is not None:
+            memo[key] = combined
+    return Decision(combined, indices.numel(), video.num_clips)
 
 
-def oracle(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None) -> Decision:
+def _gate_knob(knob) -> tuple[float, int, float]:
+    """``(θ, k, λ)`` of a ``cd_gate`` knob, checked; ``(θ, k)`` means ``λ = 1``."""
+    if not isinstance(knob, (tuple, list)) or len(knob) not in (2, 3):
+        raise ConfigError(f"cd_gate: knob must be (theta, k) or (theta, k, lambda), got {knob!r}")
+    theta, k, weight = (*knob, 1.0) if len(knob) == 2 else knob
+    if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or math.isnan(theta):
+        raise ConfigError(f"cd_gate: knob theta must be a number, got {theta!r}")
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 0:
+        raise ConfigError(f"cd_gate: knob lambda (the student's weight) must be a number >= 0, got {weight!r}")
+    return float(theta), _check_k("cd_gate", k), float(weight)
+
+
+def oracle(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
+           memo: dict | None = None) -> Decision:
     """Teacher mean over the top-k clips by the teacher's own ``q_i[y]`` (needs the label).
 
     A reference ceiling, not a method: it runs the teacher on all ``N`` clips
@@ -282,8 +301,12 @@ Policy = Callable[..., Decision]
 class PolicySpec:
     """A registered policy: its function, knob and what it consumes.
 
-    ``knob``: ``"k"``, ``"theta,k"`` or None. ``student``: which student's
-    outputs it uses (None, or a student variant: ``"ce"``, ``"kd"``, ``"cd"``).
+    ``knob``: ``"k"``, ``"theta,k,lambda"`` or None. ``student``: which student's
+    outputs it uses (None, or a student variant of :data:`cdlib.runs.STUDENT_VARIANTS`).
+    ``needs_score``: it reads the distilled score ``s`` (:func:`run_policy` refuses
+    videos without one). ``needs_label``: it reads the video's label, so it is a
+    reference, not a method (figures draw it dashed). ``random``: it draws from
+    the generator (:func:`run_policy` averages ``repeats`` draws).
     """
 
     name: str
@@ -293,15 +316,18 @@ class PolicySpec:
     needs_score: bool
     needs_label: bool
     description: str
+    random: bool = False
 
-    def knob_values(self, num_clips: int, thetas: Sequence[float] = ()) -> list:
-        """The full sweep: ``[None]``, ``k = 1..N``, or every ``(θ, k)`` with ``θ`` in ``thetas``, ``k = 1..N``."""
+    def knob_values(self, num_clips: int, thetas: Sequence[float] = (), student_weights: Sequence[float] = (1.0,)
+                    ) -> list:
+        """The full sweep: ``[None]``, ``k = 1..N``, or every ``(θ, k, λ)`` with ``θ`` in ``thetas``,
+        ``k = 1..N`` and ``λ`` in ``student_weights`` (in that nesting order)."""
         ks = list(range(1, num_clips + 1))
         if self.knob is None:
             return [None]
         if self.knob == "k":
             return ks
-        return [(theta, k) for theta in thetas for k in ks]
+        return [(theta, k, weight) for theta in thetas for k in ks for weight in student_weights]
 
 
 POLICIES: dict[str, PolicySpec] = {
@@ -310,10 +336,14 @@ POLICIES: dict[str, PolicySpec] = {
         PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
         PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
         PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
-        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips"),
+        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips", random=True),
         PolicySpec(
             "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
-            "teacher on the top-k clips by the CE student's max-softmax",
+            "teacher on the top-k clips by the max-softmax of the CE student trained on the teacher's clips",
+        ),
+        PolicySpec(
+            "sampler_ce_all", sampler_maxprob, "k", "ce_all", False, False,
+            "teacher on the top-k clips by the max-softmax of the CE student trained on every clip",
         ),
         PolicySpec(
             "sampler_kd", sampler_maxprob, "k", "kd", False, False,
@@ -321,7 +351,8 @@ POLICIES: dict[str, PolicySpec] = {
         ),
         PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
         PolicySpec(
-            "cd_gate", cd_gate, "theta,k", "cd", True, False, "early exit at student confidence theta, else cd_topk + student"
+            "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
+            "early exit at student confidence theta, else cd_topk + lambda x student",
         ),
         PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
     ]
@@ -364,15 +395,16 @@ def run_policy(
     *,
     seed: int = 0,
     repeats: int = 1,
-    **kwargs,
+    memos: Sequence[dict] | None = None,
 ) -> dict[str, float]:
     """One operating point over many videos: ``accuracy``, ``teacher_clips_per_video``, ``student_clips_per_video``.
 
     ``accuracy`` is the fraction of videos whose prediction equals their label
     (every video needs one). For ``random_k`` the three numbers are averaged over
-    ``repeats`` draws; draw ``r`` uses one ``torch.Generator`` seeded with
+    ``repeats`` draws (any policy registered ``random``); draw ``r`` uses one ``torch.Generator`` seeded with
     ``seed·1000003 + r``, consumed over the videos in order. Other policies are
-    deterministic and run once. ``kwargs`` go to the policy (``student_weight``).
+    deterministic and run once. ``memos``: one dict per video, owned by the
+    caller, that the policy may reuse across knobs (see the module docstring).
     Evaluation runs torch on one thread (restored afterwards): the tensors are
     tiny, and intra-op parallelism only adds overhead.
     """
@@ -383,13 +415,18 @@ def run_policy(
         raise ConfigError(f"repeats: expected an integer >= 1, got {repeats!r}")
     if any(video.label is None for video in videos):
         raise ConfigError("run_policy: accuracy needs every video's label; some have none")
-    draws = repeats if spec.fn is random_k else 1
+    if memos is not None and len(memos) != len(videos):
+        raise ValueError(f"memos: expected one dict per video ({len(videos)}), got {len(memos)}")
+    if spec.needs_score and any(video.student_score is None for video in videos):
+        raise ConfigError(f"{name}: needs student_score (the CD student's distilled confidence); some videos have none")
+    memos = memos if memos is not None else [None] * len(videos)
+    draws = repeats if spec.random else 1
     correct = teacher = student = 0
     with _single_thread():
         for repeat in range(draws):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.fn is random_k else None
-            for video in videos:
-                decision = spec.fn(video, knob, generator=generator, **kwargs)
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.random else None
+            for video, memo in zip(videos, memos):
+                decision = spec.fn(video, knob, generator=generator, memo=memo)
                 correct += decision.prediction == video.label
                 teacher += decision.teacher_clips
                 student += decision.student_clips

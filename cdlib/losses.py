@@ -1,4 +1,4 @@
-"""The confidence-distillation loss (DESIGN.md §1.2) and its confidence targets.
+"""The confidence-distillation loss (the book's Distillation chapter) and its confidence targets.
 
 A student has two heads: class logits ``z_S`` and a score logit whose sigmoid
 ``s ∈ (0, 1)`` learns how much to trust the teacher on a clip. Per clip with
@@ -125,8 +125,8 @@ class ConfidenceDistillationLoss(torch.nn.Module):
     for stability). ``t`` is the confidence target named by ``target``
     (:data:`CONFIDENCE_TARGETS`).
 
-    Our reading: DESIGN.md §1.2 takes ``q = softmax(z_T/τ)`` for the target too.
-    We decouple the target's temperature ``target_temperature`` from the
+    Our reading: the design this study started from took ``q = softmax(z_T/τ)``
+    for the target too. We decouple the target's temperature ``target_temperature`` from the
     distillation temperature ``τ``: at ``τ = 2`` the softened ``q`` is no longer
     the teacher's confidence. ``target_temperature`` is 1 (raw teacher) or the
     temperature fitted by temperature scaling

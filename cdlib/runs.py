@@ -13,25 +13,33 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from cdlib import distributed
 from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version
 from cdlib.config import Config, TrainConfig, config_hash
 from cdlib.data import ClipBank, build_dataset
-from cdlib.data.layouts import normalize_source
+from cdlib.data.base import ClipIndex
+from cdlib.data.loading import StreamedClips, decoded_bytes
+from cdlib.device import IN_MEMORY_LIMIT_BYTES, configure_backend, resolve_runtime
 from cdlib.losses import ConfidenceDistillationLoss
 from cdlib.models import create_model, model_fingerprint, require_weights, weights_key
 from cdlib.progress import log
 from cdlib.errors import ConfigError
-from cdlib.train import CLIP_CHOICES, predict, set_determinism, train_model
+from cdlib.train import CLIP_CHOICES, predict, train_model
 
-#: the student ladder of DESIGN.md §1.2: labels only, + distillation, + confidence head
-STUDENT_VARIANTS = ("ce", "kd", "cd")
+#: the student ladder: labels only (``ce``: on the teacher's clips; ``ce_all``: on every clip, as the
+#: distilled students), + distillation (``kd``), + confidence head (``cd``)
+STUDENT_VARIANTS = ("ce", "ce_all", "kd", "cd")
+#: the variants trained on labels alone (no teacher in their loss)
+LABEL_ONLY_VARIANTS = ("ce", "ce_all")
 
-_MODEL_CODE = ("cdlib.train",)
+# Training and prediction: the loop, how clips are read and batched, devices and processes.
+_MODEL_CODE = ("cdlib.train", "cdlib.data.loading", "cdlib.device", "cdlib.distributed")
 _DATA_CODE = ("cdlib.data.base", "cdlib.data.synthetic")
 
 
@@ -46,7 +54,10 @@ TEST_ONLY_FIELDS = ("test_shift", "test_informative_fraction", "num_test")
 def data_spec(cfg: Config, split: str = "train") -> dict:
     """What determines the clips of ``split`` (for ``train``: everything a trained model depends on)."""
     data = dataclasses.asdict(cfg.data)
-    data["source"] = normalize_source(data["source"])
+    if data["source"] != "synthetic":  # imported here: the layouts need PyAV, the synthetic set does not
+        from cdlib.data.layouts import normalize_source
+
+        data["source"] = normalize_source(data["source"])
     if split != "test":
         for name in TEST_ONLY_FIELDS:
             del data[name]
@@ -56,30 +67,54 @@ def data_spec(cfg: Config, split: str = "train") -> dict:
 # ----------------------------------------------------------------------------- data
 
 @functools.lru_cache(maxsize=8)
-def _bank_cached(root: str, data_key: str, split: str, cfg_json: str) -> ClipBank:
-    import json
-
+def _dataset_cached(split: str, cfg_json: str):
     from cdlib.config import DataConfig
 
     spec = json.loads(cfg_json)
-    data_cfg = DataConfig(**spec["data"])
-    seed = spec["seed"]
-    dataset = build_dataset(data_cfg, split, seed=seed)
-    if data_cfg.source != "synthetic":
+    # Real videos: process 0 scans first (decoding into the shared cache), the others then read the cache.
+    with distributed.main_first():
+        return build_dataset(DataConfig(**spec["data"]), split, seed=spec["seed"])
+
+
+@functools.lru_cache(maxsize=8)
+def _bank_cached(root: str, data_key: str, split: str, cfg_json: str) -> ClipBank:
+    spec = json.loads(cfg_json)
+    dataset = _dataset_cached(split, cfg_json)
+    if spec["data"]["source"] != "synthetic":
         # Real videos have their own decode cache keyed by file, size and mtime.
         return ClipBank.from_dataset(dataset)
-    store = ArtifactStore(root)
     bank_spec = {**spec, "split": split, "code": code_version(*_DATA_CODE)}
-    payload = store.get_or_create("bank", bank_spec, lambda _: dataclasses.asdict(ClipBank.from_dataset(dataset)))
+    payload = distributed.get_or_create(ArtifactStore(root), "bank", bank_spec,
+                                        lambda _: dataclasses.asdict(ClipBank.from_dataset(dataset)), collective=False)
     return ClipBank(**payload)
+
+
+@functools.lru_cache(maxsize=8)
+def _clips_cached(root: str, data_key: str, split: str, cfg_json: str, in_memory: str) -> ClipIndex:
+    dataset = _dataset_cached(split, cfg_json)
+    if in_memory == "on" or (in_memory == "auto" and decoded_bytes(dataset) <= IN_MEMORY_LIMIT_BYTES):
+        return _bank_cached(root, data_key, split, cfg_json)
+    return StreamedClips.from_dataset(dataset)
 
 
 def get_bank(cfg: Config, split: str, store: ArtifactStore | None = None) -> ClipBank:
     """All clips of ``split`` in memory (synthetic banks are cached on disk, real videos decoded once)."""
-    import json
-
     spec = data_spec(cfg, split)
     return _bank_cached(str(_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True))
+
+
+def get_clips(cfg: Config, split: str, store: ArtifactStore | None = None) -> ClipIndex:
+    """The clips of ``split`` that training and prediction read: in memory (:func:`get_bank`) or streamed.
+
+    ``runtime.in_memory``: ``on`` keeps them in memory, ``off`` streams them
+    (:class:`~cdlib.data.loading.StreamedClips`: each video is read when one of
+    its clips is asked for), ``auto`` keeps a split in memory when its decoded
+    clips take at most :data:`~cdlib.device.IN_MEMORY_LIMIT_BYTES`. Both give
+    the same clips in the same order.
+    """
+    spec = data_spec(cfg, split)
+    choice = resolve_runtime(cfg).in_memory
+    return _clips_cached(str(_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True), choice)
 
 
 def get_dataset(cfg: Config, split: str):
@@ -103,6 +138,16 @@ class TrainedModel:
         return config_hash(self.spec)
 
 
+def training_numerics(cfg: Config) -> dict:
+    """What of the runtime changes a trained model beyond rounding: bf16 autocast, and how many
+    processes' batch norms each see a slice of the batch (1: the whole batch, as one process or
+    SyncBatchNorm sees it). Not the device: a model trained in float32 on a GPU serves the CPU too."""
+    runtime = resolve_runtime(cfg)
+    world = distributed.launched_world_size()
+    synced = runtime.sync_batchnorm and runtime.device.type == "cuda"
+    return {**runtime.numerics(), "batchnorm_processes": 1 if synced else world}
+
+
 def teacher_spec(cfg: Config) -> dict:
     spec = {
         "role": "teacher",
@@ -110,6 +155,7 @@ def teacher_spec(cfg: Config) -> dict:
         "model_code": model_fingerprint(cfg.teacher),
         "train": dataclasses.asdict(cfg.teacher_train),
         **data_spec(cfg),
+        "numerics": training_numerics(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE),
     }
     if cfg.teacher_weights:  # only then, so that models trained from scratch keep their keys
@@ -124,22 +170,25 @@ def _require_pretrained(name: str, weights: str, kind: str, spec: dict, store: A
 
 
 def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_for, init_seed: int, kind: str,
-         store: ArtifactStore | None, weights: str = "") -> TrainedModel:
+         store: ArtifactStore | None, weights: str = "", unused_parameters: bool = False) -> TrainedModel:
     store = _store(store)
-    train_bank = get_bank(cfg, "train", store)
+    train_bank = get_clips(cfg, "train", store)
     num_classes = train_bank.num_classes
 
     def build(work_dir):
-        set_determinism(cfg.bench.num_threads)
+        runtime = resolve_runtime(cfg)
+        configure_backend(runtime)
         torch.manual_seed(init_seed)
         model = create_model(name, num_classes=num_classes, weights=weights)
         history = train_model(
             model, train_bank, objective_for(), train_cfg, seed=cfg.seed, work_dir=work_dir,
-            val_bank=get_bank(cfg, "val", store), desc=f"{kind} {name}",
+            val_bank=get_clips(cfg, "val", store), desc=f"{kind} {name}", runtime=runtime,
+            unused_parameters=unused_parameters,
         )
-        return {"state_dict": model.state_dict(), "history": history, "num_classes": num_classes}
+        state = {key: value.cpu() for key, value in model.state_dict().items()}
+        return {"state_dict": state, "history": history, "num_classes": num_classes}
 
-    payload = store.get_or_create(kind, spec, build)
+    payload = distributed.get_or_create(store, kind, spec, build)
     model = create_model(name, num_classes=payload["num_classes"])
     model.load_state_dict(payload["state_dict"])
     model.eval()
@@ -151,21 +200,21 @@ def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel
 
     def objective_for():
         def objective(logits, idx):
-            loss = nn.functional.cross_entropy(logits, bank.labels[idx])
+            loss = nn.functional.cross_entropy(logits, bank.labels[idx].to(logits.device))
             return loss, {}
 
         return objective
 
     _require_pretrained(cfg.teacher, cfg.teacher_weights, "teacher", teacher_spec(cfg), store)
-    bank = get_bank(cfg, "train", store)
+    bank = get_clips(cfg, "train", store)
     return _fit(cfg.teacher, teacher_spec(cfg), cfg, cfg.teacher_train, objective_for, cfg.seed, "teacher", store,
                 weights=cfg.teacher_weights)
 
 
 def loss_weights(cfg: Config, variant: str) -> dict:
-    """Loss arguments of a student variant: ``ce`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
+    """Loss arguments of a student variant: ``ce`` and ``ce_all`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
     d = cfg.distill
-    if variant == "ce":
+    if variant in LABEL_ONLY_VARIANTS:
         return {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}
     if variant == "kd":
         return {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}
@@ -176,16 +225,18 @@ def loss_weights(cfg: Config, variant: str) -> dict:
 
 
 def student_train_config(cfg: Config, variant: str) -> TrainConfig:
-    """Training settings of a student variant: ``cfg.student_train``, except which clips the CE student sees.
+    """Training settings of a student variant: ``cfg.student_train``, except which clips the ``ce`` student sees.
 
-    The CE student learns from labels alone, like the teacher, so by default
-    (``cfg.ce_student_clips = "teacher"``) it trains on the clips the teacher
-    trains on. Given the video's label on every clip of an untrimmed video, a
-    student this small stays near chance: most clips show no action or another
-    class's motion, and nothing tells it which (the book's distillation chapter
-    measures it with ``ce_student_clips = "all"``). The KD and CD students train
-    on ``cfg.student_train.clips``, where the teacher's outputs say what each
-    clip shows.
+    Two students learn from labels alone. ``ce`` trains, like the teacher, on the
+    clips the teacher trains on (``cfg.ce_student_clips = "teacher"``, the
+    default): given the video's label on every clip of an untrimmed video, a
+    student this small stays near chance, since most clips show no action or
+    another class's motion and nothing tells it which. ``ce_all`` is that
+    student: it trains on exactly the clips of the KD and CD students
+    (``cfg.student_train.clips``), so it is the baseline that differs from them
+    in the loss alone. The KD and CD students train on every clip, where the
+    teacher's outputs say what each clip shows. The book's distillation chapter
+    reports both CE students.
     """
     loss_weights(cfg, variant)  # validates the variant
     if variant != "ce":
@@ -206,9 +257,10 @@ def student_spec(cfg: Config, variant: str) -> dict:
         "loss": weights,
         "train": dataclasses.asdict(student_train_config(cfg, variant)),
         **data_spec(cfg),
+        "numerics": training_numerics(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE, "cdlib.losses"),
     }
-    if variant != "ce":
+    if variant not in LABEL_ONLY_VARIANTS:
         spec["teacher"] = teacher_spec(cfg)
     if cfg.student_weights:
         spec["weights"] = weights_key(cfg.student, cfg.student_weights)
@@ -216,18 +268,18 @@ def student_spec(cfg: Config, variant: str) -> dict:
 
 
 def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = None) -> TrainedModel:
-    """A student of the ladder: ``ce`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
+    """A student of the ladder: ``ce``/``ce_all`` (labels only), ``kd`` (+ distillation) or ``cd`` (+ confidence head).
 
     All variants start from the same initialisation (seeded by ``cfg.seed`` and the
-    student's name); the KD and CD students see the same clips in the same order,
-    the CE student the teacher's clips (:func:`student_train_config`).
+    student's name); the ``ce_all``, KD and CD students see the same clips in the
+    same order, the ``ce`` student the teacher's clips (:func:`student_train_config`).
     """
     weights = loss_weights(cfg, variant)
     _require_pretrained(cfg.student, cfg.student_weights, f"student-{variant}", student_spec(cfg, variant), store)
-    bank = get_bank(cfg, "train", store)
+    bank = get_clips(cfg, "train", store)
     teacher_logits = None
     target_temperature = 1.0
-    if variant != "ce":
+    if variant not in LABEL_ONLY_VARIANTS:
         teacher_logits = get_outputs(cfg, "teacher", "train", store)["logits"]
         if weights.get("calibrated_teacher"):
             target_temperature = teacher_temperature(cfg, store)
@@ -238,19 +290,20 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
 
         def objective(outputs, idx):
             logits, score_logit = outputs
-            teacher = teacher_logits[idx] if teacher_logits is not None else None
-            out = loss_fn(logits, score_logit, teacher, bank.labels[idx])
+            teacher = teacher_logits[idx].to(logits.device) if teacher_logits is not None else None
+            out = loss_fn(logits, score_logit, teacher, bank.labels[idx].to(logits.device))
             return out.total, {"ce": float(out.ce), "kd": float(out.kd), "bce": float(out.bce)}
 
         return objective
 
     init_seed = cfg.seed * 1000 + sum(map(ord, cfg.student))
+    # Without the confidence loss (gamma = 0), the confidence head gets no gradient.
     return _fit(cfg.student, student_spec(cfg, variant), cfg, student_train_config(cfg, variant), objective_for, init_seed,
-                f"student-{variant}", store, weights=cfg.student_weights)
+                f"student-{variant}", store, weights=cfg.student_weights, unused_parameters=weights["gamma"] == 0)
 
 
 def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:
-    """``teacher`` or a student variant (``ce``, ``kd``, ``cd``)."""
+    """``teacher`` or a student variant (``ce``, ``ce_all``, ``kd``, ``cd``)."""
     return get_teacher(cfg, store) if which == "teacher" else get_student(cfg, which, store)
 
 
@@ -267,17 +320,32 @@ def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None
     so that every consumer indexes clips the same way.
     """
     store = _store(store)
-    spec = {"model": model_spec_of(cfg, which), "split": split, "clips": data_spec(cfg, split)}
+    spec = {"model": model_spec_of(cfg, which), "split": split, "clips": data_spec(cfg, split),
+            "numerics": resolve_runtime(cfg).numerics()}
 
     def build(_):
         trained = get_model(cfg, which, store)
-        set_determinism(cfg.bench.num_threads)
-        return predict(trained.model, get_bank(cfg, split, store), desc=f"{which} on {split}")
+        runtime = resolve_runtime(cfg)
+        configure_backend(runtime)
+        return predict(trained.model, get_clips(cfg, split, store), desc=f"{which} on {split}", runtime=runtime)
 
-    outputs = dict(store.get_or_create("outputs", spec, build))
-    bank = get_bank(cfg, split, store)
+    outputs = dict(distributed.get_or_create(store, "outputs", spec, build))
+    bank = get_clips(cfg, split, store)
     outputs.update(labels=bank.labels, video=bank.video, position=bank.position, informative=bank.informative)
     return outputs
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of a model's weights: every state-dict entry's name, dtype, shape and bytes, in order.
+    Two models have the same hash exactly when their weights are bitwise equal."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}:".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def teacher_temperature(cfg: Config, store: ArtifactStore | None = None) -> float:

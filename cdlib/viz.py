@@ -13,12 +13,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-#: display name and colour of each policy, in legend order
+#: display name and colour of each policy, in legend order; a policy not listed here (a newly registered
+#: one) is drawn too, after these, under its own name in the next colour of the cycle (:func:`policy_order`)
 POLICY_STYLE = {
     "oracle": ("oracle (uses labels)", "#9e9e9e"),
     "cd_gate": ("cd_gate (the method)", "#d62728"),
     "cd_topk": ("cd_topk", "#ff7f0e"),
-    "sampler_maxprob": ("sampler_maxprob (CE student)", "#1f77b4"),
+    "sampler_maxprob": ("sampler_maxprob (CE student, action clips)", "#1f77b4"),
+    "sampler_ce_all": ("sampler_ce_all (CE student, all clips)", "#aec7e8"),
     "sampler_kd": ("sampler_kd (KD student)", "#17becf"),
     "uniform_k": ("uniform_k", "#2ca02c"),
     "random_k": ("random_k", "#8c564b"),
@@ -28,11 +30,27 @@ POLICY_STYLE = {
 
 SIGNAL_LABELS = {
     "cd": "CD score s (distilled)",
-    "student_maxprob": "CE student max-softmax",
+    "student_maxprob": "CE student (action clips) max-softmax",
+    "ce_all_maxprob": "CE student (all clips) max-softmax",
     "kd_maxprob": "KD student max-softmax",
     "cd_maxprob": "CD student max-softmax",
     "teacher_maxprob": "teacher max-softmax",
 }
+
+
+def policy_order(present: Sequence[str]) -> list[str]:
+    """The policies of ``present`` in legend order: those of :data:`POLICY_STYLE` first, then the others in
+    the order given, so that no policy in a result is left out of a figure."""
+    return [name for name in POLICY_STYLE if name in present] + [
+        name for name in dict.fromkeys(present) if name not in POLICY_STYLE]
+
+
+def _reference(name: str) -> bool:
+    """Whether policy ``name`` reads the labels (a reference such as the oracle, drawn dashed); False for a
+    name no longer registered."""
+    from cdlib.gating import POLICIES
+
+    return name in POLICIES and POLICIES[name].needs_label
 
 
 def setup(dpi: int = 100) -> None:
@@ -61,19 +79,24 @@ def curves_frame(results: Sequence[dict]) -> pd.DataFrame:
 
 
 def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequence[str] | None = None,
-                             front_only: bool = True, relative: bool = False, legend: bool = True):
-    """Video accuracy against GFLOPs per video, one curve per policy, the dense teacher as a marked point.
+                             front_only: bool = True, relative: bool = False, legend: bool = True,
+                             mark_selected: Sequence[str] = ()):
+    """Video accuracy against GFLOPs per video on test, one curve per policy, the dense teacher as a marked point.
 
     With several results (seeds), curves are the mean over seeds of each knob's
     point and a band shows ± one standard deviation of accuracy. ``front_only``
-    draws only each policy's Pareto front (the best accuracy reachable at a cost),
-    which matters for the two-knob ``cd_gate``. The legend goes outside the axes, on the right.
+    draws only each policy's Pareto front on test (the best accuracy reachable
+    at a cost, an envelope that looks at the test labels), which matters for the
+    three-knob ``cd_gate``. For each policy in ``mark_selected``, a white-filled
+    marker shows, per result, the point chosen on val to match the dense
+    teacher: where a user would actually operate. The legend goes outside the
+    axes, on the right.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 5))
     frame = curves_frame(results)
     dense_gflops = frame.loc[frame.policy == "dense_teacher", "gflops_per_video"].mean()
-    for name in policies or POLICY_STYLE:
+    for name in policies or policy_order(list(frame.policy)):
         if name not in set(frame.policy):
             continue
         label, colour = POLICY_STYLE.get(name, (name, None))
@@ -97,16 +120,32 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
             ax.errorbar(x, y, yerr=s if len(results) > 1 else None, fmt="*" if name == "dense_teacher" else "D",
                         ms=14 if name == "dense_teacher" else 8, color=colour, label=label, zorder=5)
             continue
-        style = "--" if name == "oracle" else "-"
+        style = "--" if _reference(name) else "-"
         ax.plot(x, y, style, marker="o", ms=3, color=colour, label=label, drawstyle="default")
         if len(results) > 1:
             ax.fill_between(x, y - s, y + s, color=colour, alpha=0.15, linewidth=0)
+        if name in mark_selected:
+            _mark_matched(results, name, ax, colour, relative)
     ax.set_xlabel("compute per video (relative to the dense teacher)" if relative else "GFLOPs per video")
     ax.set_ylabel("video accuracy (test)")
     ax.set_ylim(0, 1.02)
     if legend:
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return ax
+
+
+def _mark_matched(results: Sequence[dict], name: str, ax, colour, relative: bool) -> None:
+    """The point of policy ``name`` chosen on val to match the dense teacher, one marker per result."""
+    from cdlib.tables import selected_point
+
+    for i, result in enumerate(results):
+        chosen = selected_point(result, name, "matched")
+        if chosen is None:
+            continue
+        dense = result["summary"]["dense_teacher_gflops_per_video"]
+        x = chosen["gflops_per_video"] / dense if relative else chosen["gflops_per_video"]
+        ax.plot(x, chosen["accuracy"], "o", ms=9, mfc="white", mec=colour, mew=2, zorder=6,
+                label=f"{name}: point matched on val" if i == 0 else None)
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], aurocs: dict[str, float], ax=None):
@@ -138,13 +177,13 @@ def plot_history(histories: dict[str, list[dict]], key: str, ax=None, label: str
 
 def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Sequence[str] | None = None,
                xlabel: str | None = None, ylabel: str | None = None):
-    """One line per policy: ``column`` of :func:`cdlib.bench.sweep_table` against the swept ``key``.
+    """One line per policy: ``column`` of :func:`cdlib.tables.sweep_table` against the swept ``key``.
 
     With several seeds, lines are means and bars ± one standard deviation.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    for name in policies or POLICY_STYLE:
+    for name in policies or policy_order(list(table.policy)):
         part = table[table.policy == name]
         if part.empty:
             continue
@@ -152,7 +191,7 @@ def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Se
         stats = part.groupby(key)[column].agg(["mean", "std"]).reset_index()
         has_std = stats["std"].notna().any()
         ax.errorbar(stats[key], stats["mean"], yerr=stats["std"] if has_std else None, marker="o", ms=4,
-                    color=colour, label=label, ls="--" if name == "oracle" else "-", capsize=2)
+                    color=colour, label=label, ls="--" if _reference(name) else "-", capsize=2)
     ax.set_xlabel(xlabel or key)
     ax.set_ylabel(ylabel or column)
     return ax

@@ -1,7 +1,7 @@
 """Shared pytest fixtures.
 
-Real data lives beside the project (``<project>/../shared/data``, DESIGN.md §2.2);
-tests that need it skip with a clear reason when it is absent.
+The small real sets ship with the project in ``data/`` (``data/README.md``); the
+tests use them from there and fail, rather than skip, when they are missing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHIPPED_DATA = PROJECT_ROOT / "data"
 
 
 @pytest.fixture(scope="module")
@@ -27,28 +27,18 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """``<project>/../shared/data``, or skip."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared real data not found at {SHARED_DATA} (DESIGN.md §2.2)")
-    return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def weizmann_rgb_dir(shared_data_dir) -> Path:
-    """The small real set in the UCF101 layout, or skip."""
-    root = shared_data_dir / "weizmann-rgb"
-    if not (root / "ucfTrainTestlist" / "classInd.txt").is_file():
-        pytest.skip(f"weizmann-rgb not found at {root}")
+def weizmann_rgb_dir() -> Path:
+    """The small real set in the UCF101 layout shipped in ``data/weizmann-rgb``."""
+    root = SHIPPED_DATA / "weizmann-rgb"
+    assert (root / "ucfTrainTestlist" / "classInd.txt").is_file(), f"the shipped Weizmann set is missing at {root}"
     return root
 
 
 @pytest.fixture(scope="session")
-def ucf101_sample_path(shared_data_dir) -> Path:
-    """The real UCF101 clip (320x240, 164 frames), or skip."""
-    path = shared_data_dir / "samples" / "ucf101_sample.avi"
-    if not path.is_file():
-        pytest.skip(f"UCF101 sample clip not found at {path}")
+def ucf101_sample_path() -> Path:
+    """The real UCF101 clip (320x240, 164 frames) shipped in ``data/samples``."""
+    path = SHIPPED_DATA / "samples" / "ucf101_sample.avi"
+    assert path.is_file(), f"the shipped UCF101 sample clip is missing at {path}"
     return path
 
 

@@ -1,6 +1,13 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+import cdlib
 from cdlib.artifacts import ArtifactStore, atomic_save, code_version, verified_load
 from cdlib.errors import ArtifactError
 
@@ -61,3 +68,74 @@ def test_atomic_save_leaves_old_file_intact_when_writing_fails(tmp_path):
 def test_code_version_depends_on_the_modules():
     assert code_version("cdlib.models") != code_version("cdlib.train")
     assert code_version("cdlib.models", "cdlib.train") == code_version("cdlib.train", "cdlib.models")
+
+
+def _load_variant(tmp_path, name: str, source: str):
+    """Import ``source`` as a fresh module ``name`` from its own file."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tmp_path):
+    import ast
+    from pathlib import Path
+
+    import cdlib.train
+    from cdlib.artifacts import source_fingerprint
+
+    original = Path(cdlib.train.__file__).read_text()
+    lines = original.splitlines(keepends=True)
+    function = next(n for n in ast.parse(original).body if isinstance(n, ast.FunctionDef) and ast.get_docstring(n))
+    docstring_line = function.body[0].lineno - 1  # the line that opens the function's docstring
+    assert '"""' in lines[docstring_line]
+    docstring_edit = lines.copy()
+    docstring_edit[docstring_line] = lines[docstring_line].replace('"""', '"""Reworded. ', 1)
+    comment_and_layout = lines.copy()
+    comment_and_layout[function.lineno - 1] = "# a comment\n\n" + lines[function.lineno - 1]
+    variants = {
+        "original": original,
+        "docstring": "".join(docstring_edit),
+        "comment_and_layout": "".join(comment_and_layout),
+        "code": original + "\nEXTRA_CONSTANT = 1\n",
+    }
+    assert len(set(variants.values())) == 4
+    fingerprints = {what: source_fingerprint(_load_variant(tmp_path, f"train_{what}", text))
+                    for what, text in variants.items()}
+    assert fingerprints["original"] == source_fingerprint(cdlib.train)
+    assert fingerprints["docstring"] == fingerprints["original"]  # a docstring edit retrains nothing
+    assert fingerprints["comment_and_layout"] == fingerprints["original"]
+    assert fingerprints["code"] != fingerprints["original"]  # new code makes new artifacts
+
+
+def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_code_does_not(tmp_path):
+    """Copies of cdlib, each with one edit, give the benchmark's and the teacher's artifact keys: a table
+    column relabelled (cdlib.tables) or a docstring of cdlib.train changed re-times and retrains nothing;
+    a changed constant of the benchmark makes a new benchmark key."""
+    script = ("from cdlib.bench import benchmark_spec; from cdlib.config import config_hash, profile_config; "
+              "from cdlib.runs import teacher_spec; cfg = profile_config('ci'); "
+              "print(config_hash(benchmark_spec(cfg)), config_hash(teacher_spec(cfg)))")
+
+    def keys(name, path=None, old=None, new=None):
+        root = tmp_path / name
+        shutil.copytree(Path(cdlib.__file__).parent, root / "cdlib", ignore=shutil.ignore_patterns("__pycache__"))
+        if path is not None:
+            source = root / "cdlib" / path
+            text = source.read_text()
+            assert old in text
+            source.write_text(text.replace(old, new, 1))
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        run = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.split()
+
+    bench_key, teacher_key = keys("unchanged")
+    assert keys("label", "tables.py", '"best accuracy": best', '"best test accuracy": best') == [bench_key, teacher_key]
+    assert keys("docstring", "train.py", "The training loop:", "The loop that trains:") == [bench_key, teacher_key]
+    changed_bench, same_teacher = keys("constant", "bench.py", "VERSION = 2", "VERSION = 3")
+    assert changed_bench != bench_key and same_teacher == teacher_key

@@ -1,6 +1,6 @@
-"""The benchmark (cdlib.bench) and the runs it builds on (cdlib.runs): curve summaries against direct
-computations, the JSON contract of DESIGN.md §4.2 on a tiny end-to-end run, caching, and which config
-fields retrain which models."""
+"""The benchmark (cdlib.bench) and the runs it builds on (cdlib.runs): curve summaries and the selection
+rules against direct computations, the wall-clock ratio on a fake clock, the JSON contract of the
+benchmark module on a tiny end-to-end run, caching, and which config fields retrain which models."""
 
 from __future__ import annotations
 
@@ -14,24 +14,32 @@ from cdlib import runs
 from cdlib.__main__ import main
 from cdlib.artifacts import ArtifactStore
 from cdlib.bench import (
-    accuracy_table,
+    TimedPipeline,
     benchmark_spec,
-    best_within,
-    config_value,
+    ce_baseline,
     curve_area,
-    first_reaching,
-    matched_accuracy_table,
-    matched_compute_table,
+    measure_wall_clock,
     pareto_front,
     run_benchmark,
-    signal_table,
+    select_best,
+    select_matched,
+    select_points,
     summarize,
-    sweep_table,
 )
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
+from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
-from cdlib.gating import list_policies
+from cdlib.gating import get_policy, list_policies
+from cdlib.tables import (
+    accuracy_table,
+    config_value,
+    headline_table,
+    matched_accuracy_table,
+    matched_compute_table,
+    signal_table,
+    sweep_table,
+)
 
 TINY = {
     "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
@@ -39,6 +47,7 @@ TINY = {
     "teacher_train.epochs": 1, "teacher_train.batch_size": 16,
     "student_train.epochs": 1, "student_train.batch_size": 16,
     "bench.thetas": "0.5,1.01", "bench.random_repeats": 2, "bench.wall_videos": 2, "bench.wall_repeats": 1,
+    "bench.throughput_batch": 4,
 }
 
 
@@ -46,8 +55,11 @@ def tiny_config(**overrides):
     return profile_config("ci", 0).replace(**{**TINY, **overrides})
 
 
-def point(gflops, accuracy):
-    return {"gflops_per_video": gflops, "accuracy": accuracy}
+def point(gflops, accuracy, val_gflops=None, val_accuracy=None):
+    """An operating point; on val the same as on test unless given."""
+    return {"gflops_per_video": gflops, "accuracy": accuracy,
+            "val_gflops_per_video": gflops if val_gflops is None else val_gflops,
+            "val_accuracy": accuracy if val_accuracy is None else val_accuracy}
 
 
 def test_pareto_front_keeps_only_points_no_cheaper_point_beats():
@@ -64,32 +76,145 @@ def test_curve_area_matches_the_step_integral():
     assert curve_area([point(5, 1.0)], upper=4) == 0.0
 
 
-def test_first_reaching_is_the_cheapest_point_at_or_above_the_accuracy():
-    points = [point(3, 0.8), point(1, 0.5), point(2, 0.8)]
-    assert first_reaching(points, 0.8) == point(2, 0.8)
-    assert first_reaching(points, 0.9) is None
+def val(gflops, accuracy, test_gflops=0.0, test_accuracy=0.0):
+    """A point that is (gflops, accuracy) on val and something else on test."""
+    return point(test_gflops, test_accuracy, gflops, accuracy)
+
+
+def test_select_matched_is_the_cheapest_point_reaching_the_target_on_val():
+    points = [val(3, 0.8), val(1, 0.5, test_accuracy=0.9), val(2, 0.8)]
+    assert select_matched(points, 0.8) == 2
+    assert select_matched(points, 0.5) == 1
+    # the test split is not looked at, unless the keys say so (the upper bound)
+    assert select_matched(points, 0.85, accuracy="accuracy", cost="gflops_per_video") == 1
+    # ties in cost go to the more accurate point, then to the first
+    tied = [val(2, 0.8), val(2, 0.9), val(2, 0.9), val(3, 1.0)]
+    assert select_matched(tied, 0.8) == 1
+
+
+def test_select_matched_when_no_point_reaches_the_dense_teacher():
+    points = [val(1, 0.5), val(2, 0.79)]
+    assert select_matched(points, 0.8) is None
+    assert select_matched([], 0.8) is None
+
+
+def test_select_best_ties_go_to_the_cheaper_point_then_the_first():
+    points = [val(3, 0.9), val(2, 0.9), val(2, 0.9, test_accuracy=1.0), val(1, 0.5)]
+    assert select_best(points) == 1
+    assert select_best(points, budget=1.5) == 3  # the most accurate point within the budget
+    assert select_best(points, budget=2) == 1  # the budget is inclusive
+    assert select_best(points, budget=0.5) is None  # nothing that cheap
+    assert select_best(points, accuracy="accuracy", cost="gflops_per_video") == 2
+
+
+def test_a_policy_with_a_single_point():
+    (only,) = [val(4, 0.7, test_gflops=5, test_accuracy=0.6)]
+    assert select_best([only]) == 0
+    assert select_matched([only], 0.7) == 0
+    assert select_matched([only], 0.71) is None
+    assert select_best([only], budget=3) is None
+
+
+def hand_policies():
+    """Hand-made curves; the dense teacher is 0.6 accurate on val, 0.65 on test, at 10 GFLOPs."""
+    policies = {name: [point(10, 0.6)] for name in list_policies()}
+    policies["dense_teacher"] = [{**point(10, 0.65, 10, 0.6), "wall_ratio_to_dense": 1.0,
+                                  "throughput_wall_ratio_to_dense": 1.0}]
+    policies["oracle"] = [point(1, 1.0)]
+    policies["sampler_maxprob"] = [point(5, 0.6)]
+    policies["cd_gate"] = [
+        # on val: reaches 0.6 first at 3 GFLOPs (index 1), best 0.75 (index 2, the cheaper of two ties)
+        {**val(2, 0.5, test_gflops=2, test_accuracy=0.7), "wall_ratio_to_dense": 0.25},
+        {**val(3, 0.6, test_gflops=3.5, test_accuracy=0.62), "wall_ratio_to_dense": 0.45,
+         "throughput_wall_ratio_to_dense": 0.4},
+        val(5, 0.75, test_gflops=5, test_accuracy=0.66),
+        val(6, 0.75, test_gflops=6, test_accuracy=0.8),
+    ]
+    return policies
+
+
+def test_select_points_chooses_on_val_and_the_upper_bound_on_test():
+    picks = select_points(hand_policies())["cd_gate"]
+    assert picks == {"matched": 1, "best": 2, "upper_bound_matched": 0, "upper_bound_best": 3}
+    assert select_points(hand_policies())["dense_teacher"] == dict.fromkeys(picks, 0)
 
 
 def test_summarize_against_hand_computed_values():
-    dense = {**point(10, 0.6), "wall_s_per_video": 2.0, "wall_ratio_to_dense": 1.0}
-    policies = {name: [point(10, 0.6)] for name in list_policies()}
-    policies["dense_teacher"] = [dense]
-    policies["oracle"] = [point(1, 1.0)]
-    policies["sampler_maxprob"] = [point(5, 0.6)]
-    policies["cd_gate"] = [{**point(2, 0.5), "wall_s_per_video": 0.5, "wall_ratio_to_dense": 0.3},
-                           {**point(4, 0.7), "wall_s_per_video": 1.0, "wall_ratio_to_dense": 0.45}]
+    policies = hand_policies()
     s = summarize(policies)
-    assert s["dense_teacher_accuracy"] == 0.6 and s["dense_teacher_gflops_per_video"] == 10
-    assert s["cd_gflops_ratio_at_dense_accuracy"] == pytest.approx(0.4)
-    assert s["cd_wall_ratio_at_dense_accuracy"] == 0.45  # the paired ratio of the matched point
-    assert s["cd_best_accuracy"] == 0.7 and s["cd_accuracy_gain"] == pytest.approx(0.1)
+    assert s["selection"] == "val" and s["upper_bound"]["selection"] == "test"
+    assert s["dense_teacher_accuracy"] == 0.65 and s["dense_teacher_val_accuracy"] == 0.6
+    assert s["dense_teacher_gflops_per_video"] == 10
+    # the point matched on val (index 1): its test FLOPs, test accuracy and wall-clock ratios
+    assert s["cd_gflops_ratio_at_dense_accuracy"] == pytest.approx(0.35)
+    assert s["cd_test_accuracy_at_matched_point"] == 0.62  # below the dense teacher's 0.65 on test: it can be
+    assert s["cd_wall_ratio_at_dense_accuracy"] == 0.45
+    assert s["cd_throughput_wall_ratio_at_dense_accuracy"] == 0.4
+    # the point best on val (index 2): its test accuracy, not the best test accuracy of any point
+    assert s["cd_best_accuracy"] == 0.66 and s["cd_accuracy_gain"] == pytest.approx(0.01)
+    assert s["gflops_ratio_at_dense_accuracy"]["sampler_maxprob"] == pytest.approx(0.5)
+    assert s["gflops_ratio_at_dense_accuracy"]["uniform_k"] == pytest.approx(1.0)
+    assert s["test_accuracy_at_matched_point"]["cd_gate"] == 0.62
+    # the upper bound: points chosen on test
+    ub = s["upper_bound"]
+    assert ub["cd_gflops_ratio_at_dense_accuracy"] == pytest.approx(0.2)
+    assert ub["cd_test_accuracy_at_matched_point"] == 0.7
+    assert ub["cd_wall_ratio_at_dense_accuracy"] == 0.25
+    assert ub["cd_throughput_wall_ratio_at_dense_accuracy"] is None  # that point was not timed in batches
+    assert ub["cd_best_accuracy"] == 0.8 and ub["cd_accuracy_gain"] == pytest.approx(0.15)
+    assert set(ub) - {"selection"} < set(s)
+    # areas under the test curves
     oracle_area = 1.0 * 9
-    assert s["cd_auc_vs_oracle"] == pytest.approx((0.5 * 2 + 0.7 * 6) / oracle_area)
+    assert s["cd_auc_vs_oracle"] == pytest.approx((0.7 * 4 + 0.8 * 4) / oracle_area)  # front (2, 0.7), (6, 0.8)
     assert s["sampler_maxprob_auc_vs_oracle"] == pytest.approx(0.6 * 5 / oracle_area)
-    policies["cd_gate"] = [point(2, 0.5)]
-    assert summarize(policies)["cd_gflops_ratio_at_dense_accuracy"] is None
+    policies["cd_gate"] = [val(2, 0.5, test_gflops=2, test_accuracy=0.9)]  # never matches on val
+    s = summarize(policies)
+    assert s["cd_gflops_ratio_at_dense_accuracy"] is None and s["cd_test_accuracy_at_matched_point"] is None
+    assert s["cd_wall_ratio_at_dense_accuracy"] is None
+    assert s["upper_bound"]["cd_gflops_ratio_at_dense_accuracy"] == pytest.approx(0.2)
     policies["oracle"] = [point(10, 1.0)]  # no oracle point below the dense teacher's cost: no area to compare
     assert pd.isna(summarize(policies)["cd_auc_vs_oracle"])
+
+
+class FakeClock:
+    """A clock the timed calls advance by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_time_interleaved_pairs_the_calls_and_the_ratio_is_of_totals():
+    clock = FakeClock()
+    seconds_of = {"dense": [10.0, 10.0, 10.0], "adaptive": [1.0, 1.0, 100.0]}  # adaptive: teacher on video 2
+    slowdown = [1.0, 2.0, 1.0]  # pass 1: the whole machine twice slower
+    disturbed = {(0, "dense", 1): 7.0, (2, "adaptive", 2): 500.0}  # other work hits single runs
+    order = []
+
+    def call(name):
+        def run(unit):
+            order.append((name, unit))
+            r = (len(order) - 3) // 6  # 2 warm-up calls, then 2 calls x 3 units per pass
+            if r >= 0:
+                clock.now += seconds_of[name][unit] * slowdown[r] + disturbed.get((r, name, unit), 0.0)
+        return run
+
+    seconds = time_interleaved([call("dense"), call("adaptive")], [0, 1, 2], passes=3, clock=clock)
+    # warm-up on the first unit, then unit after unit with the calls side by side
+    assert order[:2] == [("dense", 0), ("adaptive", 0)]
+    assert order[2:8] == [("dense", 0), ("adaptive", 0), ("dense", 1), ("adaptive", 1), ("dense", 2), ("adaptive", 2)]
+    assert len(order) == 2 + 3 * 6
+    assert seconds.shape == (2, 3, 3)
+    assert seconds[1, 1].tolist() == [2.0, 2.0, 200.0] and seconds[1, 2, 2] == 600.0 and seconds[0, 0, 1] == 17.0
+    # each video by its fastest pass: totals 30 (dense) and 102 (adaptive), whatever hit the other passes
+    assert fastest_totals(seconds).tolist() == [30.0, 102.0]
+    ratio = ratio_of_totals(seconds, reference=0)
+    assert ratio.tolist() == pytest.approx([1.0, 102 / 30])
+    # not the median over videos of per-video ratios, which would call the policy ten times cheaper
+    fastest = seconds.amin(dim=1)
+    assert (fastest[1] / fastest[0]).median().item() == pytest.approx(0.1)
 
 
 def test_test_only_data_fields_do_not_retrain_models():
@@ -105,8 +230,12 @@ def test_test_only_data_fields_do_not_retrain_models():
 
 
 def test_the_ce_student_trains_on_the_teachers_clips_and_the_others_on_every_clip():
+    """ce: the teacher's clips; ce_all, kd and cd: every clip."""
     cfg = tiny_config(**{"teacher_train.clips": "action", "student_train.clips": "all"})
     assert runs.student_train_config(cfg, "ce").clips == "action"
+    assert runs.student_train_config(cfg, "ce_all") == runs.student_train_config(cfg, "kd")  # the same clips
+    assert runs.loss_weights(cfg, "ce_all") == runs.loss_weights(cfg, "ce")  # the same loss
+    assert runs.student_spec(cfg, "ce_all") != runs.student_spec(cfg, "ce")
     assert runs.student_train_config(cfg, "kd").clips == "all"
     assert runs.student_train_config(cfg, "cd").clips == "all"
     assert runs.student_spec(cfg, "ce")["train"]["clips"] == "action"
@@ -126,31 +255,92 @@ def tiny_run(tmp_path_factory):
 
 def test_benchmark_json_holds_every_contract_key(tiny_run):
     cfg, _, result = tiny_run
-    assert result["version"] == 1 and result["profile"] == "ci" and result["seed"] == 0
-    assert set(result) >= {"data", "config_hash", "cost", "policies", "confidence_auroc", "summary"}
+    assert result["version"] == 2 and result["profile"] == "ci" and result["seed"] == 0
+    assert set(result) >= {"data", "config_hash", "cost", "policies", "selected", "confidence_auroc",
+                           "confidence_auroc_val", "summary", "wall_clock"}
+    assert result["data"]["val_videos"] == 6 and result["data"]["test_videos"] == 6
     assert set(result["cost"]) >= {"teacher_gflops_per_clip", "student_gflops_per_clip", "clips_per_video"}
     assert result["cost"]["clips_per_video"] == 4
     assert set(result["policies"]) == set(list_policies())
     for name, points in result["policies"].items():
         assert points, name
         for p in points:
-            assert set(p) >= {"knob", "accuracy", "gflops_per_video", "teacher_clips_per_video", "wall_s_per_video",
-                              "wall_ratio_to_dense"}
-            assert 0 <= p["accuracy"] <= 1 and p["gflops_per_video"] >= 0 and p["wall_s_per_video"] > 0
-    # each policy sweeps its knob over its whole range: k = 1..N, theta x k for cd_gate
+            assert set(p) >= {"knob", "accuracy", "gflops_per_video", "teacher_clips_per_video", "val_accuracy",
+                              "val_gflops_per_video", "wall_s_per_video", "wall_ratio_to_dense", "wall_videos"}
+            assert 0 <= p["accuracy"] <= 1 and 0 <= p["val_accuracy"] <= 1
+            assert p["gflops_per_video"] >= 0 and p["wall_s_per_video"] > 0
+    # each policy sweeps its knob over its whole range: k = 1..N, theta x k x lambda for cd_gate
     assert [p["knob"] for p in result["policies"]["uniform_k"]] == [1, 2, 3, 4]
-    assert len(result["policies"]["cd_gate"]) == 2 * 4
-    assert set(result["confidence_auroc"]) >= {"cd", "student_maxprob", "kd_maxprob"}
-    assert set(result["summary"]) >= {
-        "dense_teacher_accuracy", "dense_teacher_gflops_per_video", "cd_gflops_ratio_at_dense_accuracy",
-        "cd_best_accuracy", "cd_accuracy_gain", "cd_auc_vs_oracle", "sampler_maxprob_auc_vs_oracle",
-        "cd_wall_ratio_at_dense_accuracy",
-    }
+    assert len(result["policies"]["cd_gate"]) == 2 * 4 * 3
+    assert {p["knob"][2] for p in result["policies"]["cd_gate"]} == {0.0, 0.5, 1.0}
+    assert set(result["confidence_auroc"]) >= {"cd", "student_maxprob", "ce_all_maxprob", "kd_maxprob"}
+    summary = result["summary"]
+    keys = {"cd_gflops_ratio_at_dense_accuracy", "cd_test_accuracy_at_matched_point", "cd_best_accuracy",
+            "cd_accuracy_gain", "cd_wall_ratio_at_dense_accuracy", "cd_throughput_wall_ratio_at_dense_accuracy",
+            "gflops_ratio_at_dense_accuracy"}
+    assert set(summary) >= keys | {"dense_teacher_accuracy", "dense_teacher_gflops_per_video", "cd_auc_vs_oracle",
+                                   "sampler_maxprob_auc_vs_oracle", "selection", "upper_bound", "ce_baseline"}
+    assert summary["selection"] == "val" and set(summary["upper_bound"]) >= keys
+    assert summary["ce_baseline"]["student"] in ("ce", "ce_all")
+    # the summary reads the points that select_points names
+    assert result["selected"] == select_points(result["policies"])
+    best = result["policies"]["cd_gate"][result["selected"]["cd_gate"]["best"]]
+    assert summary["cd_best_accuracy"] == best["accuracy"]
+    assert summary["upper_bound"]["cd_best_accuracy"] == max(p["accuracy"] for p in result["policies"]["cd_gate"])
     dense = result["policies"]["dense_teacher"][0]
-    assert dense["wall_ratio_to_dense"] == 1.0
-    assert result["policies"]["dense_student"][0]["wall_ratio_to_dense"] < 1  # no teacher at all
+    assert dense["wall_ratio_to_dense"] == 1.0 and dense["throughput_wall_ratio_to_dense"] == 1.0
     assert dense["gflops_per_video"] == pytest.approx(4 * result["cost"]["teacher_gflops_per_clip"])
     assert dense["teacher_clips_per_video"] == 4
+    # the selected points are timed on every test video (fewer than bench.wall_selected_videos), the rest on 2
+    assert result["wall_clock"] == {"selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4,
+                                    "threads": cfg.bench.num_threads}
+    for name, picks in result["selected"].items():
+        for index, p in enumerate(result["policies"][name]):
+            timed = index in picks.values()
+            assert p["wall_videos"] == (6 if timed else 2) and ("throughput_wall_ratio_to_dense" in p) == timed
+
+
+def test_the_wall_clock_on_a_fake_clock(tiny_run):
+    """Every timed call takes one tick of the clock: each ratio of totals is 1, and the seconds per video
+    say how many calls a video took in each mode (one per video one at a time, one per batch of 4 in batches)."""
+    cfg, store, result = tiny_run
+    policies = {name: [dict(p) for p in points] for name, points in result["policies"].items()}
+    ticks = iter(range(10**9))
+    clock = lambda: float(next(ticks))  # noqa: E731 - each reading one second after the last
+    wall = measure_wall_clock(cfg, policies, result["selected"], store, clock=clock)
+    assert wall["selected_videos"] == 6 and wall["curve_videos"] == 2
+    for name, points in policies.items():
+        for index, p in enumerate(points):
+            assert p["wall_ratio_to_dense"] == 1.0 and p["wall_s_per_video"] == 1.0
+            if index in result["selected"][name].values():
+                assert p["throughput_wall_ratio_to_dense"] == 1.0
+                assert p["throughput_s_per_video"] == pytest.approx(2 / 6)  # batches of 4 and 2 videos
+
+
+def test_batches_give_the_decisions_of_one_video_at_a_time(tiny_run):
+    """The throughput pipeline (student over the batch, one gathered teacher call) decides as the latency one."""
+    cfg, store, result = tiny_run
+    pipeline = TimedPipeline(cfg, 6, store)
+    for name, picks in result["selected"].items():
+        spec = get_policy(name)
+        for index in {i for i in picks.values() if i is not None}:
+            knob = result["policies"][name][index]["knob"]
+            knob = tuple(knob) if isinstance(knob, list) else knob
+            batched = pipeline.run_batch(spec, knob, range(1, 5), torch.Generator().manual_seed(3))
+            alone = [pipeline.run_video(spec, knob, v, torch.Generator().manual_seed(3)) for v in range(1, 5)]
+            for b, a in zip(batched, alone):
+                assert (b.teacher_clips, b.student_clips) == (a.teacher_clips, a.student_clips), name
+                if name != "random_k":  # one generator across the batch, one per video alone
+                    torch.testing.assert_close(b.probs, a.probs, atol=1e-4, rtol=1e-4)
+
+
+def test_ce_baseline_is_the_ce_student_with_the_higher_val_auroc():
+    assert ce_baseline({"student_maxprob": 0.6, "ce_all_maxprob": 0.7})["student"] == "ce_all"
+    chosen = ce_baseline({"student_maxprob": 0.7, "ce_all_maxprob": 0.6})
+    assert chosen == {"student": "ce", "signal": "student_maxprob", "policy": "sampler_maxprob",
+                      "val_auroc": {"ce": 0.7, "ce_all": 0.6}}
+    assert ce_baseline({"student_maxprob": 0.6, "ce_all_maxprob": 0.6})["student"] == "ce"  # ties
+    assert ce_baseline({"student_maxprob": float("nan"), "ce_all_maxprob": 0.4})["student"] == "ce_all"
 
 
 def test_second_run_loads_the_cached_result(tiny_run):
@@ -181,44 +371,36 @@ def test_cli_writes_the_json_and_prints_the_table(tiny_run, tmp_path, capsys):
 
 
 def hand_result():
-    """A benchmark result with hand-made curves: dense teacher at 10 GFLOPs and 0.6 accuracy."""
-    dense = {**point(10, 0.6), "knob": None, "teacher_clips_per_video": 4, "wall_s_per_video": 2.0,
-             "wall_ratio_to_dense": 1.0}
-    policies = {name: [{**point(10, 0.6), "knob": 4, "teacher_clips_per_video": 4, "wall_s_per_video": 2.0,
-                        "wall_ratio_to_dense": 1.0}]
-                for name in list_policies()}
-    policies["dense_teacher"] = [dense]
-    policies["oracle"] = [{**point(2.5, 1.0), "knob": 1, "teacher_clips_per_video": 1, "wall_s_per_video": 2.0,
-                           "wall_ratio_to_dense": 1.0}]
-    policies["cd_gate"] = [
-        {**point(1, 0.5), "knob": [0.5, 1], "teacher_clips_per_video": 0.5, "wall_s_per_video": 0.4,
-         "wall_ratio_to_dense": 0.2},
-        {**point(3, 0.7), "knob": [0.9, 1], "teacher_clips_per_video": 1, "wall_s_per_video": 0.8,
-         "wall_ratio_to_dense": 0.4},
-        {**point(6, 0.8), "knob": [0.9, 2], "teacher_clips_per_video": 2, "wall_s_per_video": 1.2,
-         "wall_ratio_to_dense": 0.6},
-    ]
-    policies["dense_student"] = [{**point(0.5, 0.3), "knob": None, "teacher_clips_per_video": 0,
-                                  "wall_s_per_video": 0.2, "wall_ratio_to_dense": 0.1}]
-    return {"seed": 0, "policies": policies, "summary": summarize(policies),
+    """A benchmark result with the hand-made curves of :func:`hand_policies` (dense teacher at 10 GFLOPs)."""
+    policies = hand_policies()
+    for name, points in policies.items():
+        for i, p in enumerate(points):
+            p.update(knob=[0.9, i + 1, 1.0] if name == "cd_gate" else None, teacher_clips_per_video=i + 1,
+                     wall_s_per_video=1.0, wall_videos=100)
+            p.setdefault("wall_ratio_to_dense", 1.0)
+    policies["dense_student"] = [point(0.5, 0.3)]
+    return {"seed": 0, "policies": policies, "selected": select_points(policies), "summary": summarize(policies),
             "config": {"data": {"test_shift": 0.5}}}
 
 
-def test_best_within_and_the_matched_tables():
+def test_the_matched_tables_read_the_points_chosen_on_val():
     result = hand_result()
-    cd = result["policies"]["cd_gate"]
-    assert best_within(cd, 2.9) == 0.5 and best_within(cd, 3) == 0.7 and best_within(cd, 100) == 0.8
-    assert best_within(cd, 0.5) != best_within(cd, 0.5)  # NaN: nothing that cheap
     matched = matched_accuracy_table(result)
-    assert matched.loc["cd_gate", "knob"] == "[0.9, 1]"
-    assert matched.loc["cd_gate", "FLOPs ratio"] == pytest.approx(0.3)
-    assert matched.loc["cd_gate", "wall-clock ratio"] == pytest.approx(0.4)
-    assert matched.loc["cd_gate", "teacher clips/video"] == 1
-    assert matched.loc["dense_student"].isna()[["accuracy", "FLOPs ratio"]].all()
-    compute = matched_compute_table(result, budgets=(0.1, 0.5))
-    assert list(compute.columns) == ["≤ 10%", "≤ 50%"]
-    assert compute.loc["cd_gate", "≤ 10%"] == 0.5 and compute.loc["cd_gate", "≤ 50%"] == 0.7
-    assert compute.loc["dense_student", "≤ 10%"] == 0.3 and pd.isna(compute.loc["uniform_k", "≤ 10%"])
+    row = matched.loc["cd_gate"]
+    assert row["knob"] == "[0.9, 2, 1.0]" and row["val accuracy"] == 0.6 and row["accuracy"] == 0.62
+    assert row["FLOPs ratio"] == pytest.approx(0.35) and row["teacher clips/video"] == 2
+    assert row["wall-clock ratio"] == 0.45 and row["throughput ratio"] == 0.4 and row["timed videos"] == 100
+    assert matched.loc["dense_student"].isna()[["accuracy", "FLOPs ratio"]].all()  # never matched on val
+    upper = matched_accuracy_table(result, upper_bound=True).loc["cd_gate"]
+    assert upper["accuracy"] == 0.7 and upper["FLOPs ratio"] == pytest.approx(0.2)
+    # within a budget on val: the most accurate val point, its test accuracy
+    compute = matched_compute_table(result, budgets=(0.1, 0.25, 0.5))
+    assert list(compute.columns) == ["≤ 10%", "≤ 25%", "≤ 50%"]
+    assert compute.loc["cd_gate", "≤ 25%"] == 0.7 and compute.loc["cd_gate", "≤ 50%"] == 0.66
+    assert pd.isna(compute.loc["cd_gate", "≤ 10%"]) and compute.loc["dense_student", "≤ 10%"] == 0.3
+    headline = headline_table(result).loc["cd_gate"]
+    assert headline["best accuracy"] == 0.66 and headline["best accuracy (upper bound)"] == 0.8
+    assert headline["matched: accuracy"] == 0.62 and headline["best: FLOPs ratio"] == pytest.approx(0.5)
 
 
 def test_sweep_table_reads_the_swept_value_from_each_result():
@@ -226,9 +408,10 @@ def test_sweep_table_reads_the_swept_value_from_each_result():
     assert config_value(result, "data.test_shift") == 0.5
     table = sweep_table([result], "data.test_shift", budget=0.5)
     row = table[table.policy == "cd_gate"].iloc[0]
-    assert row["data.test_shift"] == 0.5 and row["best accuracy"] == 0.8
-    assert row["accuracy within budget"] == 0.7 and row["FLOPs ratio at dense accuracy"] == pytest.approx(0.3)
-    assert row["dense teacher accuracy"] == 0.6
+    assert row["data.test_shift"] == 0.5 and row["best accuracy"] == 0.66
+    assert row["best accuracy (upper bound)"] == 0.8
+    assert row["accuracy within budget"] == 0.66 and row["FLOPs ratio at dense accuracy"] == pytest.approx(0.35)
+    assert row["accuracy at matched point"] == 0.62 and row["dense teacher accuracy"] == 0.65
     assert pd.isna(table[table.policy == "dense_student"].iloc[0]["FLOPs ratio at dense accuracy"])
 
 
@@ -271,3 +454,51 @@ def test_an_untimed_request_returns_the_cached_timed_result(tiny_run):
     cfg, store, result = tiny_run
     assert run_benchmark(cfg, store, timing=False) == result
     assert not (store.root / "bench" / store.key(benchmark_spec(cfg, timing=False))).exists()
+
+
+def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_run, tmp_path, monkeypatch):
+    """Nothing lists the policies by hand: one registered here reaches the JSON, the summary and the plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cdlib import gating
+    from cdlib.viz import plot_accuracy_vs_compute, plot_sweep
+
+    def first_k(video, k, *, generator=None, memo=None):
+        """Teacher mean over the first ``min(k, N)`` clips."""
+        return gating._teacher_mean(video, torch.arange(min(k, video.num_clips)), 0)
+
+    monkeypatch.setitem(gating.POLICIES, "first_k",
+                        gating.PolicySpec("first_k", first_k, "k", None, False, False, "teacher on the first k clips"))
+    _, store, _ = tiny_run
+    result = run_benchmark(tiny_config(), store, recompute=True, timing=False)
+    points = result["policies"]["first_k"]
+    assert [p["knob"] for p in points] == [1, 2, 3, 4]
+    assert points[-1]["accuracy"] == result["policies"]["dense_teacher"][0]["accuracy"]  # all clips: dense
+    assert "first_k" in result["summary"]["auc_vs_oracle"]
+    ax = plot_accuracy_vs_compute([result])
+    assert "first_k" in ax.get_legend_handles_labels()[1]
+    table = pd.DataFrame([{"policy": name, "x": 1.0, "accuracy": pts[0]["accuracy"]}
+                          for name, pts in result["policies"].items()])
+    ax = plot_sweep(table, "x", "accuracy")
+    assert "first_k" in ax.get_legend_handles_labels()[1]
+    plt.close("all")
+
+
+def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_result(tiny_run):
+    """book/method.md is the reference a reader opens: no registered policy, confidence target or student
+    variant, and no top-level key, data key or selection of a real benchmark result, may be missing from it."""
+    import re
+    from pathlib import Path
+
+    from cdlib.losses import list_targets
+
+    page = (Path(__file__).resolve().parent.parent / "book" / "method.md").read_text()
+    named = set(re.findall(r"`([^`]+)`", page))
+    _, _, result = tiny_run
+    selections = {key for picks in result["selected"].values() for key in picks}
+    expected = [*list_policies(), *list_targets(), *runs.STUDENT_VARIANTS, *result, *selections,
+                "val_videos", "test_videos", "skipped"]
+    assert [name for name in expected if name not in named] == []

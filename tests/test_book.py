@@ -11,7 +11,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from cdlib.book import CHAPTER_DEFAULTS, is_notebook, stage
+from cdlib.book import CHAPTER_DEFAULTS, chapter_parameters, is_notebook, stage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TOC = (PROJECT_ROOT / "_toc.yml").read_text()
@@ -37,9 +37,21 @@ def test_chapter_has_one_parameters_cell_starting_with_the_defaults(name):
         assert isinstance(node, ast.Assign), f"{name}: the parameters cell holds assignments only"
         values[node.targets[0].id] = ast.literal_eval(node.value)
     assert {k: values.get(k) for k in CHAPTER_DEFAULTS} == CHAPTER_DEFAULTS, name
+    assert isinstance(values.get("data"), str), f"{name}: the parameters cell names its data source"
+    assert chapter_parameters(name) == values
     # the parameters come before any other code
     first_code = next(c for c in notebook.cells if c.cell_type == "code")
     assert first_code is tagged[0], name
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_sets_up_through_the_shared_helper_and_shows_the_banner_first(name):
+    notebook = jupytext.read(PROJECT_ROOT / "book" / f"{name}.md")
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    setup, banner = code[1], code[2]
+    assert "remove-cell" in setup.metadata.get("tags", []), name
+    assert re.search(rf'setup_chapter\("{name}", profile, seed, data, overrides\b', setup.source), name
+    assert "remove-input" in banner.metadata.get("tags", []) and banner.source.strip() == "chapter.banner()", name
 
 
 @pytest.mark.parametrize("name", CHAPTERS)
@@ -54,3 +66,4 @@ def test_stage_copies_the_config_toc_and_static_pages(tmp_path):
     assert (tmp_path / "_config.yml").is_file() and (tmp_path / "_toc.yml").is_file()
     assert (tmp_path / "book" / "references.bib").is_file() and (tmp_path / "book" / "references.md").is_file()
     assert not (tmp_path / "book" / "index.md").exists()  # chapters come executed, as .ipynb
+

@@ -110,7 +110,7 @@ def test_cd_gate_without_exit_against_the_formula(student_weight, k):
     combined = sum(s[i] * q[i] for i in chosen) + student_weight * sum(
         (s[i] * p[i] for i in range(10) if i not in chosen), torch.zeros(p.shape[1])
     )
-    decision = cd_gate(video, (1.01, k), student_weight=student_weight)
+    decision = cd_gate(video, (1.01, k, student_weight))
     torch.testing.assert_close(decision.probs, combined / combined.sum())
     assert (decision.teacher_clips, decision.student_clips) == (k, 10)
     if student_weight == 0.0:
@@ -145,7 +145,7 @@ def test_cost_counts_are_exact():
     """The teacher is called once with exactly `teacher_clips` unique ascending indices (never on early exit)."""
     base = _video(n=7, seed=11)
     for name, spec in POLICIES.items():
-        for knob in spec.knob_values(base.num_clips, thetas=(0.0, 0.5, 1.01)):
+        for knob in spec.knob_values(base.num_clips, thetas=(0.0, 0.5, 1.01), student_weights=(0.0, 1.0)):
             video, teacher = _counted(base)
             decision = _run(name, video, knob)
             if name == "oracle":  # documented convention: selects with all N, charged k
@@ -158,7 +158,7 @@ def test_cost_counts_are_exact():
                 assert len(teacher.calls) == 1
                 (indices,) = teacher.calls
                 assert indices == sorted(set(indices)) and len(indices) == decision.teacher_clips
-            expected_student = {None: 0, "ce": 7, "kd": 7, "cd": 7}[spec.student]
+            expected_student = 0 if spec.student is None else 7
             assert decision.student_clips == expected_student, name
 
 
@@ -269,19 +269,29 @@ def test_every_policy_runs_on_its_first_and_last_knob(name):
         assert 0 <= decision.teacher_clips <= 5 and decision.student_clips in (0, 5)
     assert spec.needs_score == (spec.student == "cd" and name != "dense_student")
     assert spec.needs_label == (name == "oracle")
+    assert spec.random == (name == "random_k")
     assert spec.description
+
+
+@pytest.mark.parametrize("name", [name for name in list_policies() if get_policy(name).needs_score])
+def test_run_policy_refuses_videos_without_the_score_a_policy_needs(name):
+    video = _video(n=4, seed=2)
+    unscored = VideoOutputs(video.student_logits, video.teacher, None, video.label)
+    with pytest.raises(ConfigError, match=name):
+        run_policy(name, [video, unscored], get_policy(name).knob_values(4, THETAS)[0])
 
 
 def test_knob_values():
     assert get_policy("dense_teacher").knob_values(4, THETAS) == [None]
     assert get_policy("uniform_k").knob_values(4, THETAS) == [1, 2, 3, 4]
-    gate = get_policy("cd_gate").knob_values(3, (0.5, 1.01))
-    assert gate == [(0.5, 1), (0.5, 2), (0.5, 3), (1.01, 1), (1.01, 2), (1.01, 3)]
+    gate = get_policy("cd_gate").knob_values(2, (0.5, 1.01), (0.0, 1.0))
+    assert gate == [(0.5, 1, 0.0), (0.5, 1, 1.0), (0.5, 2, 0.0), (0.5, 2, 1.0),
+                    (1.01, 1, 0.0), (1.01, 1, 1.0), (1.01, 2, 0.0), (1.01, 2, 1.0)]
 
 
 def test_registry_and_bad_arguments():
     assert list_policies() == list(POLICIES)
-    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "kd", "cd"}
+    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "ce_all", "kd", "cd"}
     with pytest.raises(ConfigError, match="'nope'"):
         get_policy("nope")
     with pytest.raises(ConfigError, match="'nope'"):
@@ -292,10 +302,14 @@ def test_registry_and_bad_arguments():
             _run(name, video, 0)
     with pytest.raises(ConfigError, match="cd_gate.*k"):
         cd_gate(video, (0.5, 0))
-    with pytest.raises(ConfigError, match="cd_gate.*pair"):
+    with pytest.raises(ConfigError, match=r"cd_gate.*\(theta, k\)"):
         cd_gate(video, 3)
-    with pytest.raises(ConfigError, match="student_weight"):
-        cd_gate(video, (0.5, 1), student_weight=-1.0)
+    with pytest.raises(ConfigError, match=r"cd_gate.*\(theta, k\)"):
+        cd_gate(video, (0.5, 1, 1.0, 2))
+    with pytest.raises(ConfigError, match="lambda"):
+        cd_gate(video, (0.5, 1, -1.0))
+    with pytest.raises(ConfigError, match="theta"):
+        cd_gate(video, (float("nan"), 1))
     with pytest.raises(ConfigError, match="dense_teacher.*knob"):
         dense_teacher(video, 3)
     no_score = VideoOutputs.precomputed(video.student_logits, video.teacher.logits, label=1)
@@ -318,7 +332,8 @@ def test_run_policy_against_a_loop():
         assert result["accuracy"] == pytest.approx(sum(d.prediction == v.label for d, v in zip(decisions, videos)) / 30)
         assert result["teacher_clips_per_video"] == pytest.approx(sum(d.teacher_clips for d in decisions) / 30)
         assert result["student_clips_per_video"] == pytest.approx(sum(d.student_clips for d in decisions) / 30)
-    assert run_policy("cd_gate", videos, (1.01, 2), student_weight=0.0) == run_policy("cd_topk", videos, 2)
+    assert run_policy("cd_gate", videos, (1.01, 2, 0.0)) == run_policy("cd_topk", videos, 2)
+    assert run_policy("cd_gate", videos, (0.6, 2)) == run_policy("cd_gate", videos, (0.6, 2, 1.0))  # λ = 1 by default
 
 
 def test_run_policy_random_k_averages_seeded_draws():
@@ -338,15 +353,33 @@ def test_run_policy_random_k_averages_seeded_draws():
     torch.set_num_threads(1)
 
 
-def test_cd_gate_reuses_its_teacher_combination_across_thresholds():
+def test_cd_gate_reuses_its_teacher_combination_across_thresholds_through_the_callers_memo():
     shared, teacher = _counted(_video(n=8, seed=4))
+    memo = {}
     for theta in (1.01, 0.99, 2.0):  # none exits: one teacher call per k, shared by the thresholds
         for k in (1, 3):
-            decision = cd_gate(shared, (theta, k))
+            decision = cd_gate(shared, (theta, k), memo=memo)
             fresh = cd_gate(_counted(_video(n=8, seed=4))[0], (theta, k))
             assert torch.equal(decision.probs, fresh.probs)
             assert (decision.teacher_clips, decision.student_clips) == (fresh.teacher_clips, fresh.student_clips)
     assert len(teacher.calls) == 2
     # another student weight is another combination
-    cd_gate(shared, (1.01, 1), student_weight=0.0)
+    cd_gate(shared, (1.01, 1, 0.0), memo=memo)
     assert len(teacher.calls) == 3
+    # without a memo nothing is kept: the policy writes nowhere but the memo it is given
+    cd_gate(shared, (1.01, 1))
+    cd_gate(shared, (1.01, 1))
+    assert len(teacher.calls) == 5
+    assert set(memo) == {("cd_gate", 1, 1.0), ("cd_gate", 3, 1.0), ("cd_gate", 1, 0.0)}
+
+
+def test_run_policy_reuses_one_memo_per_video():
+    videos = [_counted(_video(n=6, seed=seed)) for seed in range(3)]
+    memos = [{} for _ in videos]
+    plain = [v for v, _ in videos]
+    for theta in (1.01, 2.0):
+        assert run_policy("cd_gate", plain, (theta, 2), memos=memos) == run_policy(
+            "cd_gate", [_video(n=6, seed=seed) for seed in range(3)], (theta, 2))
+    assert [len(teacher.calls) for _, teacher in videos] == [1, 1, 1]
+    with pytest.raises(ValueError, match="memos"):
+        run_policy("cd_gate", plain, (1.01, 2), memos=memos[:2])

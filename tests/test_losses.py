@@ -26,7 +26,7 @@ def _softmax(z):
 
 
 def _target_direct(name, q, y):
-    """The four targets of DESIGN.md §1.2 on python lists."""
+    """The four confidence targets (cdlib.losses.CONFIDENCE_TARGETS) on python lists."""
     if name == "true_class_prob":
         return q[y]
     if name == "max_prob":

@@ -216,20 +216,27 @@ def test_export_synthetic_roundtrip(tmp_path, decode_cache_dir):
             assert (clips.float() - want.float()).abs().mean() < 0.5  # ffv1/bgr0 is lossless
 
 
-def test_real_or_exported_source_falls_back_to_one_reused_export(tmp_path, weizmann_rgb_dir, monkeypatch):
+def test_default_real_source_is_the_shipped_set_and_falls_back_only_when_it_is_missing(tmp_path, weizmann_rgb_dir,
+                                                                                      monkeypatch):
+    from cdlib.config import profile_config
     from cdlib.data import export
 
-    assert export.real_or_exported_source(weizmann_rgb_dir, 2, None) == (f"ucf101:{weizmann_rgb_dir}:2", True)
-    assert export.default_real_data_root() == weizmann_rgb_dir.resolve()
-    assert export.real_or_exported_source("", 1, None) == (f"ucf101:{weizmann_rgb_dir.resolve()}:1", True)
-    cfg = _tiny_synthetic_config()
-    source, is_real = export.real_or_exported_source(tmp_path / "absent", 1, cfg, seed=3, root=tmp_path / "store")
-    assert not is_real and source.startswith(f"ucf101:{tmp_path / 'store' / 'exported'}") and source.endswith(":1")
-    manifest = Path(source.split(":")[1]) / "synthetic_export.json"
-    assert json.loads(manifest.read_text())["seed"] == 3
-    # A second call reuses the finished export instead of writing it again.
+    base = profile_config("ci", seed=3).replace(**{"data.num_classes": 3, "data.video_length": 24,
+                                                   "data.height": 16, "data.width": 16})
+    shipped = export.default_real_source("all", base)
+    assert shipped == export.DefaultSource(f"ucf101:{weizmann_rgb_dir}:all", "the Weizmann videos shipped in "
+                                           "data/weizmann-rgb", False)
+    # Shipped set missing: the trimmed synthetic set, exported once as videos, reused afterwards.
+    monkeypatch.setattr(export, "FALLBACK_OVERRIDES", {**export.FALLBACK_OVERRIDES, "data.num_train": 4,
+                                                       "data.num_val": 4, "data.num_test": 4})
+    chosen = export.default_real_source(2, base, shipped_root=tmp_path / "absent", root=tmp_path / "store")
+    assert chosen.fallback and str(tmp_path / "absent") in chosen.reason and "missing" in chosen.reason
+    assert chosen.source.startswith(f"ucf101:{tmp_path / 'store' / 'exported'}") and chosen.source.endswith(":1")
+    manifest = json.loads((Path(chosen.source.split(":")[1]) / "synthetic_export.json").read_text())
+    assert manifest["seed"] == 3 and manifest["data"]["informative_fraction"] == 1.0  # trimmed: action throughout
+    assert manifest["data"]["num_classes"] == 4 and chosen.description.startswith("the synthetic videos (4 classes)")
     monkeypatch.setattr(export, "export_synthetic", lambda *a, **k: pytest.fail("exported twice"))
-    assert export.real_or_exported_source(tmp_path / "absent", 1, cfg, seed=3, root=tmp_path / "store") == (source, False)
+    assert export.default_real_source(2, base, shipped_root=tmp_path / "absent", root=tmp_path / "store") == chosen
 
 
 def test_export_refuses_nonempty_and_non_synthetic(tmp_path):

@@ -1,13 +1,15 @@
 """Data sets: the embedded synthetic action videos and real video layouts.
 
 :func:`build_dataset` turns ``data.source`` into a :class:`ClipDataset`:
-``synthetic``, ``ucf101:<root>[:fold]``, ``hmdb51:<root>:<split_dir>[:fold]`` or
-``kinetics:<root>``.
+``synthetic``, ``ucf101:<root>[:<annotation_dir>][:fold]``,
+``hmdb51:<root>:<split_dir>[:fold]`` or ``kinetics:<root>``
+(:mod:`cdlib.data.sources`). The small real sets shipped with the study are in
+``data/`` (:mod:`cdlib.data.shipped`).
 """
 
 from cdlib.data.base import SPLITS, ClipBank, ClipDataset, VideoMeta
 
-__all__ = ["SPLITS", "ClipBank", "ClipDataset", "VideoMeta", "build_dataset"]
+__all__ = ["SPLITS", "ClipBank", "ClipDataset", "VideoMeta", "build_dataset", "skipped_videos"]
 
 
 def build_dataset(data_cfg, split: str, seed: int = 0, strict: bool = False) -> ClipDataset:
@@ -24,3 +26,13 @@ def build_dataset(data_cfg, split: str, seed: int = 0, strict: bool = False) -> 
     from cdlib.data.layouts import build_layout_dataset
 
     return build_layout_dataset(data_cfg, split=split, seed=seed, strict=strict)
+
+
+def skipped_videos(data_cfg, seed: int = 0) -> list[dict[str, str]]:
+    """Every skipped or rejected video of the data set, as ``{"path", "reason"}`` (``[]`` for the synthetic
+    set); see :func:`cdlib.data.layouts.skipped_videos`."""
+    if data_cfg.source == "synthetic":
+        return []
+    from cdlib.data.layouts import skipped_videos as scan
+
+    return scan(data_cfg, seed)

@@ -68,22 +68,25 @@ class ClipDataset(torch.utils.data.Dataset):
         }
 
 
-@dataclass
-class ClipBank:
-    """Every clip of a split in memory, flattened: clip ``m`` belongs to video ``video[m]``.
+class ClipIndex:
+    """A split seen clip by clip: what :class:`ClipBank` (pixels in memory) and
+    :class:`cdlib.data.loading.StreamedClips` (pixels read when asked) share.
 
-    ``clips`` is uint8 ``[M, T, H, W, C]``; ``labels``, ``video`` and ``position``
-    (clip index inside its video) are int64 ``[M]``; ``informative`` is int8 ``[M]``
-    with 1/0 where known and -1 where the data set has no annotation.
+    Clip ``m`` belongs to video ``video[m]``, clips stored video by video;
+    ``labels``, ``video`` and ``position`` (clip index inside its video) are int64
+    ``[M]``; ``informative`` is int8 ``[M]`` with 1/0 where known and -1 where the
+    data set has no annotation. ``read(indices)`` returns the clips ``uint8 [B, T, H, W, C]``.
     """
 
-    clips: torch.Tensor
     labels: torch.Tensor
     video: torch.Tensor
     position: torch.Tensor
     informative: torch.Tensor
     num_classes: int
     class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     @property
     def num_videos(self) -> int:
@@ -94,6 +97,38 @@ class ClipBank:
         labels = torch.empty(self.num_videos, dtype=torch.long)
         labels[self.video] = self.labels
         return labels
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:  # pragma: no cover - abstract
+        """``(T, H, W, C)`` of one clip."""
+        raise NotImplementedError
+
+    def read(self, indices: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def video_clips(self, index: int) -> torch.Tensor:
+        """Every clip of video ``index``, in order: uint8 ``[N, T, H, W, C]``."""
+        return self.read(torch.nonzero(self.video == index).squeeze(1))
+
+
+@dataclass
+class ClipBank(ClipIndex):
+    """Every clip of a split in memory (see :class:`ClipIndex`): ``clips`` is uint8 ``[M, T, H, W, C]``."""
+
+    clips: torch.Tensor
+    labels: torch.Tensor
+    video: torch.Tensor
+    position: torch.Tensor
+    informative: torch.Tensor
+    num_classes: int
+    class_names: list[str]
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.clips.shape[1:])
+
+    def read(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.clips[indices]
 
     @classmethod
     def from_dataset(cls, dataset: ClipDataset, progress: bool = True) -> "ClipBank":

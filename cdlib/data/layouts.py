@@ -5,8 +5,8 @@ Each class here is a :class:`~cdlib.data.base.ClipDataset`: item ``i`` is
 clips (:func:`cdlib.data.video.cut_clips`, incomplete tail dropped), and
 ``meta(i).name`` is the video's path relative to the data root.
 
-Layouts (DESIGN.md §2.2)
-------------------------
+Layouts
+-------
 - UCF101 (:class:`UCF101Videos`): ``<root>/<Class>/*.avi`` and annotation files
   ``classInd.txt`` (``"1 ClassName"``), ``trainlist0F.txt`` (``"Class/v_x.avi [label]"``),
   ``testlist0F.txt`` in ``<root>/ucfTrainTestlist/``, ``<root>/splits/`` or a folder
@@ -40,8 +40,10 @@ Building a split decodes every listed video once, through the decode cache
 a full decode is the only check that catches a stream truncated half-way, and the
 clips then load from the cache on access. A listed video that is missing, empty,
 not a video, truncated or shorter than one clip is *skipped*: recorded in
-``dataset.skipped`` as ``(path, reason)`` and listed by :meth:`report`, with a
-one-line summary on stderr. Data-set-level findings that do not stop the build —
+``dataset.skipped`` as ``(path, reason)`` and listed by :meth:`report`, which goes
+to stderr when the split is built; :func:`skipped_videos` collects them over the
+splits for the benchmark JSON (``data.skipped``) and the command line, which prints
+each by path and reason. Data-set-level findings that do not stop the build —
 a class with no video in the split — go to ``dataset.issues`` and the report.
 ``strict=True`` turns the first skip or issue into an exception
 (:class:`~cdlib.errors.VideoError` for one file, :class:`~cdlib.errors.DataError`
@@ -53,7 +55,6 @@ a video listed in both train and test, and a split that ends up empty.
 from __future__ import annotations
 
 import math
-import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -63,6 +64,20 @@ import numpy as np
 import torch
 
 from cdlib.data.base import SPLITS, ClipDataset, VideoMeta
+from cdlib.data.sources import (
+    ALL_FOLDS,
+    HMDB51_LAYOUT,
+    KINETICS_LAYOUT,
+    SOURCE_FORMS,
+    UCF101_LAYOUT,
+    hmdb51_split_files,
+    kinetics_split_folders,
+    normalize_source,
+    parse_source,
+    require_folder,
+    ucf101_annotation_dir,
+)
+from cdlib.data.sources import abspath as _abspath
 from cdlib.data.video import TAILS, DecodeCache, load_clips
 from cdlib.errors import ConfigError, DataError, VideoError
 from cdlib.progress import log, progress_bar
@@ -77,24 +92,11 @@ __all__ = [
     "hold_out_val",
     "normalize_source",
     "parse_source",
+    "skipped_videos",
     "video_group",
 ]
 
-def _abspath(path) -> Path:
-    """Absolute and normalised (``..`` resolved textually, symlinks kept): relative paths
-    are taken from the working directory."""
-    return Path(os.path.abspath(os.path.expanduser(path)))
-
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
-
-SOURCE_FORMS = (
-    "synthetic",
-    "ucf101:<root>[:fold]",
-    "ucf101:<root>:<annotation_dir>[:fold]",
-    "hmdb51:<root>:<split_dir>[:fold]",
-    "kinetics:<root>",
-)
 
 
 # ---------------------------------------------------------------------------
@@ -233,9 +235,7 @@ class _LayoutDataset(ClipDataset):
         self.skipped: list[tuple[str, str]] = []
         self.issues: list[tuple[str, str]] = []
         self._videos: list[tuple[Path, str, int, int]] = []  # (path, rel, label, num_clips)
-        if not self.root.is_dir():
-            what = "is not a folder" if self.root.exists() else "does not exist"
-            raise DataError(f"{self.root}: data root {what}; expected {self.expected_layout()}")
+        require_folder(self.root, "data root", self.expected_layout())
 
     def _held_out(self, train: list[_Listed]) -> list[_Listed]:
         """This split's part of the listed train videos: the val hold-out (:func:`hold_out_val`) or the rest."""
@@ -299,7 +299,7 @@ class _LayoutDataset(ClipDataset):
             if len(self.skipped) > 20:
                 lines.append(f"  ... and {len(self.skipped) - 20} more")
             raise DataError("\n".join(lines))
-        log(self.summary())
+        log(self.report())
 
     def _fold_text(self) -> str:
         fold = getattr(self, "fold", None)
@@ -339,8 +339,6 @@ class _LayoutDataset(ClipDataset):
         )
         if self.issues:
             text += f", {len(self.issues)} issue(s)"
-        if self.skipped or self.issues:
-            text += " (dataset.report() lists them)"
         return text
 
     def report(self) -> str:
@@ -411,7 +409,7 @@ class UCF101Videos(_LayoutDataset):
         self._build(listed)
 
     def expected_layout(self) -> str:
-        return "a UCF101 tree: <root>/<Class>/*.avi and <root>/ucfTrainTestlist/{classInd,trainlist0F,testlist0F}.txt"
+        return UCF101_LAYOUT
 
     def describe_source(self) -> str:
         return f"ucf101 {self.root} fold {self.fold}"
@@ -425,29 +423,7 @@ class UCF101Videos(_LayoutDataset):
         return (f"trainlist{self.fold:02d}.txt", f"testlist{self.fold:02d}.txt", f"vallist{self.fold:02d}.txt")
 
     def _find_annotations(self, annotation_dir) -> Path:
-        train_name, test_name, _ = self._names()
-        if annotation_dir is not None:
-            candidates = [_abspath(annotation_dir)]
-            if not candidates[0].is_dir():
-                raise DataError(
-                    f"{candidates[0]}: UCF101 annotation folder does not exist; expected a folder holding "
-                    f"classInd.txt, {train_name} and {test_name}"
-                )
-        else:
-            candidates = [self.root / "ucfTrainTestlist", self.root / "splits"]
-        for folder in candidates:
-            if (folder / train_name).is_file() and (folder / test_name).is_file():
-                return folder
-        found = sorted(
-            {p.name for folder in candidates if folder.is_dir() for p in folder.glob("*list0*.txt")}
-        )
-        where = " and ".join(str(f) for f in candidates)
-        hint = f"; found only: {', '.join(found)}" if found else ""
-        raise DataError(
-            f"{self.root}: no UCF101 split files for fold {self.fold}: looked for {train_name} and {test_name} "
-            f"(and classInd.txt) in {where}{hint}. Give the annotation folder explicitly with "
-            f"ucf101:<root>:<annotation_dir>[:fold]"
-        )
+        return ucf101_annotation_dir(self.root, self.fold, annotation_dir)
 
     def _read_class_index(self, lists: list[Path]) -> list[str]:
         class_file = self.annotation_dir / "classInd.txt"
@@ -548,21 +524,8 @@ class HMDB51Videos(_LayoutDataset):
         self.fold = _check_fold(fold)
         super().__init__(root, split, **kwargs)
         self.split_dir = _abspath(split_dir)
-        if not self.split_dir.is_dir():
-            raise DataError(
-                f"{self.split_dir}: HMDB51 split folder does not exist; expected a folder of "
-                f"<class>_test_split{self.fold}.txt files"
-            )
         suffix = f"_test_split{self.fold}.txt"
-        files = sorted(p for p in self.split_dir.glob(f"*{suffix}") if p.is_file())
-        if not files:
-            others = sorted({m.group(1) for p in self.split_dir.glob("*_test_split*.txt")
-                             if (m := re.search(r"_test_split(\d+)\.txt$", p.name))})
-            hint = f"; split files exist for fold(s) {', '.join(others)}" if others else ""
-            raise DataError(
-                f"{self.split_dir}: no HMDB51 split files for fold {self.fold}: looked for "
-                f"<class>{suffix} in {self.split_dir}{hint}"
-            )
+        files = hmdb51_split_files(self.split_dir, self.fold)
         self.class_names = [p.name[: -len(suffix)] for p in files]
         for name in self.class_names:
             if not (self.root / name).is_dir():
@@ -586,7 +549,7 @@ class HMDB51Videos(_LayoutDataset):
         self._build(test if split == "test" else self._held_out(train))
 
     def expected_layout(self) -> str:
-        return "an HMDB51 tree: <root>/<class>/*.avi (splits in <split_dir>/<class>_test_split{F}.txt)"
+        return HMDB51_LAYOUT
 
     def describe_source(self) -> str:
         return f"hmdb51 {self.root} fold {self.fold}"
@@ -618,12 +581,7 @@ class KineticsVideos(_LayoutDataset):
     def __init__(self, root, split: str, **kwargs):
         self.fold = None
         super().__init__(root, split, **kwargs)
-        folders = {name: self.root / name for name in SPLITS if self._has_classes(self.root / name)}
-        if not folders:
-            raise DataError(
-                f"{self.root}: no Kinetics split folders: looked for {self.root}/train, {self.root}/val and "
-                f"{self.root}/test holding one folder of videos per class"
-            )
+        folders = kinetics_split_folders(self.root)
         self.class_names = sorted({p.name for f in folders.values() for p in f.iterdir() if self._is_class(p)})
         has_test = "test" in folders
         # Which folder feeds which split, and whether val is held out of train.
@@ -650,10 +608,6 @@ class KineticsVideos(_LayoutDataset):
     def _is_class(path: Path) -> bool:
         return path.is_dir() and not path.name.startswith(".")
 
-    @classmethod
-    def _has_classes(cls, folder: Path) -> bool:
-        return folder.is_dir() and any(cls._is_class(p) for p in folder.iterdir())
-
     def _list_folder(self, folder: Path) -> list[_Listed]:
         index = {name: i for i, name in enumerate(self.class_names)}
         out = []
@@ -665,7 +619,7 @@ class KineticsVideos(_LayoutDataset):
         return out
 
     def expected_layout(self) -> str:
-        return "a Kinetics tree: <root>/{train,val,test}/<class>/*.mp4"
+        return KINETICS_LAYOUT
 
     def describe_source(self) -> str:
         return f"kinetics {self.root}"
@@ -678,56 +632,6 @@ class KineticsVideos(_LayoutDataset):
 
 # ---------------------------------------------------------------------------
 # data.source
-
-
-def _source_error(source: str, why: str) -> ConfigError:
-    return ConfigError(f"data.source: {why} in {source!r}; accepted forms: {', '.join(SOURCE_FORMS)}")
-
-
-def parse_source(source: str) -> tuple[str, dict]:
-    """``data.source`` → ``(layout, keyword arguments)``, e.g.
-    ``"ucf101:data/ucf:2"`` → ``("ucf101", {"root": "data/ucf", "fold": 2})``.
-
-    Fields are separated by ``:``, so paths cannot contain one. A trailing field of
-    digits is the fold: ``ucf101:<root>:<annotation_dir>`` needs an annotation
-    folder whose name is not all digits. Paths may be relative to the working
-    directory.
-    """
-    if not isinstance(source, str) or ":" not in source:
-        raise _source_error(str(source), "no layout prefix")
-    kind, rest = source.split(":", 1)
-    parts = rest.split(":")
-    if any(not p.strip() for p in parts):
-        raise _source_error(source, "an empty field")
-    fold = None
-    if kind in ("ucf101", "hmdb51") and len(parts) > 1 and parts[-1].strip().isdigit():
-        fold = int(parts.pop())
-        if fold < 1:
-            raise _source_error(source, f"fold {fold} (folds start at 1)")
-    if kind == "ucf101" and len(parts) in (1, 2):
-        kwargs = {"root": parts[0], "annotation_dir": parts[1] if len(parts) == 2 else None}
-    elif kind == "hmdb51" and len(parts) == 2:
-        kwargs = {"root": parts[0], "split_dir": parts[1]}
-    elif kind == "kinetics" and len(parts) == 1:
-        kwargs = {"root": parts[0]}
-    elif kind in ("ucf101", "hmdb51", "kinetics"):
-        raise _source_error(source, f"the wrong number of fields for {kind}")
-    else:
-        raise _source_error(source, f"unknown layout {kind!r}")
-    if fold is not None:
-        kwargs["fold"] = fold
-    return kind, kwargs
-
-
-def normalize_source(source: str) -> str:
-    """``data.source`` with its paths made absolute (from the working directory), so that the same data
-    set named from two working directories keys the same artifacts; ``synthetic`` is returned as is."""
-    if source == "synthetic":
-        return source
-    kind, kwargs = parse_source(source)
-    paths = [kwargs[name] for name in ("root", "annotation_dir", "split_dir") if kwargs.get(name)]
-    fold = [str(kwargs["fold"])] if "fold" in kwargs else []
-    return ":".join([kind, *(str(_abspath(p)) for p in paths), *fold])
 
 
 _LAYOUTS = {"ucf101": UCF101Videos, "hmdb51": HMDB51Videos, "kinetics": KineticsVideos}
@@ -743,7 +647,12 @@ def build_layout_dataset(
     decode cache folder (default ``<artifacts>/decoded``; ``False``: no cache).
     """
     kind, kwargs = parse_source(data_cfg.source)
-    return _LAYOUTS[kind](
+    if kwargs.get("fold") == ALL_FOLDS:
+        raise ConfigError(
+            f"data.source: fold {ALL_FOLDS!r} in {data_cfg.source!r} stands for one data set per fold; build them one "
+            "by one (cdlib.data.sources.fold_sources), or run them with cdlib.folds / python -m cdlib bench"
+        )
+    dataset = _LAYOUTS[kind](
         split=split,
         height=data_cfg.height,
         width=data_cfg.width,
@@ -756,3 +665,32 @@ def build_layout_dataset(
         progress=progress,
         **kwargs,
     )
+    _SKIPPED[_scan_key(data_cfg, split, seed)] = list(dataset.skipped)
+    return dataset
+
+
+#: what was skipped in the splits built in this process, by what determines it (read by :func:`skipped_videos`)
+_SKIPPED: dict[tuple, list[tuple[str, str]]] = {}
+
+
+def _scan_key(data_cfg, split: str, seed: int) -> tuple:
+    return (normalize_source(data_cfg.source), split, seed, data_cfg.height, data_cfg.width, data_cfg.clip_length,
+            data_cfg.max_clips, data_cfg.val_fraction)
+
+
+def skipped_videos(data_cfg, seed: int = 0) -> list[dict[str, str]]:
+    """Every video of the real data set of ``data_cfg`` that was skipped or rejected, in any split, as
+    ``{"path", "reason"}`` (no duplicates; ``[]`` for the synthetic set). Splits already built in this
+    process are not scanned again."""
+    if data_cfg.source == "synthetic":
+        return []
+    out, seen = [], set()
+    for split in SPLITS:
+        key = _scan_key(data_cfg, split, seed)
+        if key not in _SKIPPED:
+            build_layout_dataset(data_cfg, split, seed=seed)
+        for path, reason in _SKIPPED[key]:
+            if (path, reason) not in seen:
+                seen.add((path, reason))
+                out.append({"path": path, "reason": reason})
+    return out

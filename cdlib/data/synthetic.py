@@ -3,7 +3,7 @@
 Each video is ``L`` RGB frames of ``H×W`` (``data.video_length``, ``data.height``,
 ``data.width``), cut into ``N = L // T`` non-overlapping clips of ``T`` frames
 (``data.clip_length``). It is generated, deterministically in ``(seed, split,
-index)``, as follows (DESIGN.md §2.1):
+index)``, as follows:
 
 1. **Label.** Labels are balanced: a per-split permutation of ``index % K``
    (``K = data.num_classes``), so every class appears in every split. Class ``k``

@@ -1,7 +1,7 @@
 """Video files to clips: decoding with PyAV, resizing, clip cutting and a decode cache.
 
-torchvision 0.29 no longer reads videos and torchcodec does not work here
-(DESIGN.md §2.2), so frames are decoded with PyAV (``av``). PyAV is a boundary:
+torchvision 0.29 no longer reads videos and torchcodec does not work on every machine
+the study runs on, so frames are decoded with PyAV (``av``). PyAV is a boundary:
 every failure to read a file becomes a :class:`cdlib.errors.VideoError` naming the
 file and saying what is wrong with it in words; no PyAV exception escapes.
 

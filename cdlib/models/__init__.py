@@ -28,10 +28,10 @@ torchvision architecture whose pretrained weights it loads.
 from __future__ import annotations
 
 import hashlib
-import inspect
 
 from torch import nn
 
+from cdlib.artifacts import source_fingerprint
 from cdlib.errors import WeightsError
 from cdlib.models import pretrained, small  # noqa: F401  (registers the models)
 from cdlib.models.core import (
@@ -69,8 +69,9 @@ def _own_classes(model: nn.Module) -> list[type]:
 
 
 def model_fingerprint(name: str) -> str:
-    """Hash of what defines a registered model: its builder's and classes' source, its layers, the input
-    preprocessing and the students' clip subsampling (``_cheap_view``).
+    """Hash of what defines a registered model: its builder's and classes' code, its layers, the input
+    preprocessing and the students' clip subsampling (``_cheap_view``); docstrings and comments do not count
+    (:func:`cdlib.artifacts.source_fingerprint`).
 
     Artifacts key trained weights by it, so editing one model retrains that model
     only, not every model in this package. (Pretrained weights are keyed
@@ -78,9 +79,8 @@ def model_fingerprint(name: str) -> str:
     """
     spec = model_spec(name)
     model = create_meta_model(name)  # the same layers as a real build, without initialising them
-    parts = [inspect.getsource(f) for f in (spec.builder, preprocess, _cheap_view)] + [repr(model)]
-    parts += [inspect.getsource(cls) for cls in _own_classes(model)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    code = source_fingerprint(spec.builder, preprocess, _cheap_view, *_own_classes(model))
+    return hashlib.sha256(f"{code}\n{model!r}".encode()).hexdigest()[:12]
 
 
 def weights_key(name: str, weights: str) -> str:

@@ -28,7 +28,6 @@ random initialisation.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
 from typing import Mapping
@@ -37,6 +36,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from cdlib.artifacts import file_sha256
 from cdlib.errors import WeightsError
 
 #: what ``(state_dict, source)`` pairs look like: the tensors and a description of where they came from
@@ -88,11 +88,7 @@ def _sha256(path: Path) -> str:
 @functools.lru_cache(maxsize=16)
 def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of a file, remembered while its size and modification time stay (artifact keys ask often)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _unwrap(state, path: Path) -> Mapping[str, torch.Tensor]:

@@ -1,0 +1,265 @@
+"""Tables of benchmark results for the command line and the book: pandas DataFrames and the CLI summary.
+
+Everything here reads finished results (:func:`cdlib.bench.run_benchmark`) or
+per-clip outputs (:func:`cdlib.bench.collect_outputs`) and computes nothing the
+benchmark caches; :func:`ablation_table` runs the benchmark for each variant.
+Kept apart from :mod:`cdlib.bench` so that a relabelled column or a reformatted
+line changes no artifact key: the benchmark's key hashes the modules that
+compute its numbers, and this is not one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from cdlib.artifacts import ArtifactStore
+from cdlib.bench import confidence_signals, run_benchmark, select_best, teacher_correct
+from cdlib.calibration import auprc, auroc
+from cdlib.config import Config
+from cdlib.progress import progress_bar
+
+
+# ----------------------------------------------------------------------------- the headline and the command line's summary
+
+def selected_point(result: dict, name: str, which: str = "matched") -> dict | None:
+    """The point of policy ``name`` that ``result["selected"][name][which]`` names (None if there is none)."""
+    index = result["selected"][name][which]
+    return result["policies"][name][index] if index is not None else None
+
+
+def headline_table(result: dict) -> pd.DataFrame:
+    """Per policy, its operating points chosen on val, evaluated on test, and one upper bound, labelled.
+
+    Columns: ``best accuracy`` and ``best: FLOPs ratio`` of the point with the
+    best val accuracy; ``matched: accuracy`` and ``matched: FLOPs ratio`` of the
+    cheapest point that matched the dense teacher on val (NaN: none did);
+    ``area vs oracle`` under the test curve; ``best accuracy (upper bound)``, the
+    highest test accuracy of any point (chosen on test).
+    """
+    dense_gflops = result["summary"]["dense_teacher_gflops_per_video"]
+    rows = []
+    for name in result["policies"]:
+        best, matched = selected_point(result, name, "best"), selected_point(result, name, "matched")
+        rows.append({
+            "policy": name,
+            "best accuracy": best["accuracy"],
+            "best: FLOPs ratio": best["gflops_per_video"] / dense_gflops,
+            "matched: accuracy": matched["accuracy"] if matched else float("nan"),
+            "matched: FLOPs ratio": matched["gflops_per_video"] / dense_gflops if matched else float("nan"),
+            "area vs oracle": result["summary"]["auc_vs_oracle"][name],
+            "best accuracy (upper bound)": selected_point(result, name, "upper_bound_best")["accuracy"],
+        })
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def format_table(result: dict) -> str:
+    """The summary ``python -m cdlib bench`` prints: the headline table and the ``cd_gate`` numbers."""
+    s, ub, data = result["summary"], result["summary"]["upper_bound"], result["data"]
+    wall = result.get("wall_clock")
+    baseline = s["ce_baseline"]
+    lines = [
+        headline_table(result).to_string(float_format=lambda v: f"{v:.3f}"),
+        "",
+        f"operating points chosen on the {data['val_videos']} val videos (one video: "
+        f"{1 / data['val_videos']:.1%} of val accuracy), evaluated on the {data['test_videos']} test videos",
+        f"dense teacher: test accuracy {s['dense_teacher_accuracy']:.3f} (val {s['dense_teacher_val_accuracy']:.3f}), "
+        f"{s['dense_teacher_gflops_per_video']:.3f} GFLOPs/video",
+        "cd_gate at the point matched on val: FLOPs ratio " + _fmt(s["cd_gflops_ratio_at_dense_accuracy"])
+        + ", test accuracy " + _fmt(s["cd_test_accuracy_at_matched_point"]),
+        f"cd_gate at the best point on val: test accuracy {s['cd_best_accuracy']:.3f} "
+        f"({s['cd_accuracy_gain']:+.3f} over dense)",
+    ]
+    if wall is not None:
+        lines.append(f"cd_gate wall-clock ratio at the matched point: {_fmt(s['cd_wall_ratio_at_dense_accuracy'])} "
+                     f"one video at a time, {_fmt(s['cd_throughput_wall_ratio_at_dense_accuracy'])} in batches of "
+                     f"{wall['throughput_batch']} (totals over {wall['selected_videos']} test videos, "
+                     f"each timed by the fastest of {wall['passes']} interleaved passes)")
+    lines += [
+        "upper bound (points chosen on test): FLOPs ratio at dense accuracy "
+        + _fmt(ub["cd_gflops_ratio_at_dense_accuracy"]) + f", best accuracy {ub['cd_best_accuracy']:.3f} "
+        f"({ub['cd_accuracy_gain']:+.3f})",
+        "confidence AUROC (teacher right on a clip): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["confidence_auroc"].items()),
+        f"CE baseline of the headline: {baseline['student']} (higher val AUROC: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in baseline["val_auroc"].items()) + ")",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "not reached" if value is None else f"{value:.3f}"
+
+
+def _nan_if_none(value) -> float:
+    return float("nan") if value is None else value
+
+
+# ----------------------------------------------------------------------------- matched points, sweeps, signals and ablations
+
+def matched_accuracy_table(result: dict, upper_bound: bool = False) -> pd.DataFrame:
+    """Per policy, its cheapest point that matched the dense teacher's accuracy on val, evaluated on test.
+
+    Columns: ``knob``, ``val accuracy``, ``accuracy`` (test), ``GFLOPs/video``,
+    ``FLOPs ratio`` (test, relative to the dense teacher), ``teacher
+    clips/video`` and, if the result was timed, ``wall-clock ratio`` (latency),
+    ``throughput ratio`` and ``timed videos``. A policy with no point that
+    matched has NaN. ``upper_bound=True``: the point chosen on test instead.
+    """
+    dense = result["policies"]["dense_teacher"][0]
+    which = "upper_bound_matched" if upper_bound else "matched"
+    rows = []
+    for name in result["policies"]:
+        hit = selected_point(result, name, which)
+
+        def value(key, hit=hit):
+            return hit[key] if hit is not None and key in hit else float("nan")
+
+        row = {"policy": name, "knob": str(hit["knob"]) if hit else "", "val accuracy": value("val_accuracy"),
+               "accuracy": value("accuracy"), "GFLOPs/video": value("gflops_per_video"),
+               "FLOPs ratio": value("gflops_per_video") / dense["gflops_per_video"],
+               "teacher clips/video": value("teacher_clips_per_video")}
+        if "wall_ratio_to_dense" in dense:
+            row.update({"wall-clock ratio": value("wall_ratio_to_dense"),
+                        "throughput ratio": value("throughput_wall_ratio_to_dense"),
+                        "timed videos": value("wall_videos")})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
+    """Test accuracy of each policy's most accurate point on val within each compute budget.
+
+    A budget is a fraction of the dense teacher's FLOPs on val; the point is
+    :func:`select_best` on val within it. One row per policy, one column per
+    budget (``"≤ 25%"``); NaN where no point of the policy is that cheap.
+    """
+    dense = result["policies"]["dense_teacher"][0]["val_gflops_per_video"]
+
+    def accuracy_within(points, budget):
+        index = select_best(points, budget=budget * dense)
+        return points[index]["accuracy"] if index is not None else float("nan")
+
+    table = {f"≤ {b:.0%}": {name: accuracy_within(points, b) for name, points in result["policies"].items()}
+             for b in budgets}
+    frame = pd.DataFrame(table)
+    frame.index.name = "policy"
+    return frame
+
+
+def config_value(result: dict, key: str):
+    """The value of the dotted config ``key`` (e.g. ``data.test_shift``) a benchmark result was made with."""
+    value = result["config"]
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def sweep_table(results: Sequence[dict], key: str, budget: float = 0.25) -> pd.DataFrame:
+    """One row per (swept value, policy), from the points chosen on val, evaluated on test.
+
+    Columns: ``best accuracy`` (of the point best on val), ``accuracy within
+    budget`` (the best on val within ``budget`` of the dense teacher's FLOPs),
+    ``FLOPs ratio at dense accuracy`` and ``accuracy at matched point`` (the
+    point that matched the dense teacher on val; NaN: none did), ``area vs
+    oracle``, ``dense teacher accuracy``, and ``best accuracy (upper bound)``,
+    the highest test accuracy of any point. The val split does not change with
+    the test-only data fields, so those sweeps show points chosen on the
+    training distribution applied to other test videos.
+    """
+    rows = []
+    for result in results:
+        summary = result["summary"]
+        within = matched_compute_table(result, (budget,)).iloc[:, 0]
+        for name in result["policies"]:
+            rows.append({
+                key: config_value(result, key),
+                "seed": result["seed"],
+                "policy": name,
+                "best accuracy": selected_point(result, name, "best")["accuracy"],
+                "accuracy within budget": within[name],
+                "FLOPs ratio at dense accuracy": _nan_if_none(summary["gflops_ratio_at_dense_accuracy"][name]),
+                "accuracy at matched point": _nan_if_none(summary["test_accuracy_at_matched_point"][name]),
+                "area vs oracle": summary["auc_vs_oracle"][name],
+                "dense teacher accuracy": summary["dense_teacher_accuracy"],
+                "best accuracy (upper bound)": selected_point(result, name, "upper_bound_best")["accuracy"],
+            })
+    return pd.DataFrame(rows)
+
+
+def signal_table(outputs: dict[str, dict]) -> pd.DataFrame:
+    """How well each confidence signal predicts that the teacher is right on a clip, by clip group.
+
+    Groups: ``all`` clips, and where the data say which clips show the action,
+    ``action`` and ``non-action`` clips separately (within a group the signal must
+    rank the teacher's right clips above its wrong ones without the help of the
+    action/non-action contrast). Columns: ``signal``, ``group``, ``clips``,
+    ``teacher right`` (fraction), ``mean signal``, ``auroc``, ``auprc``.
+    """
+    signals = confidence_signals(outputs)
+    correct = teacher_correct(outputs["teacher"])
+    informative = outputs["teacher"]["informative"]
+    groups = {"all": torch.ones_like(correct)}
+    if bool((informative >= 0).all()):
+        groups.update({"action": informative == 1, "non-action": informative == 0})
+    rows = []
+    for name, signal in signals.items():
+        for group, mask in groups.items():
+            if not bool(mask.any()):
+                continue
+            s, c = signal[mask], correct[mask]
+            rows.append({"signal": name, "group": group, "clips": int(mask.sum()),
+                         "teacher right": float(c.float().mean()), "mean signal": float(s.mean()),
+                         "auroc": auroc(s, c), "auprc": auprc(s, c)})
+    return pd.DataFrame(rows)
+
+
+def ablation_table(cfg: Config, variants: dict[str, dict], store: ArtifactStore | None = None) -> pd.DataFrame:
+    """The method under config changes: one row per named variant (a dict of dotted overrides of ``cfg``).
+
+    Columns: the CD score's AUROC and AUPRC for "teacher right on a clip", the
+    area vs the oracle of ``cd_gate`` and ``cd_topk``, and from ``cd_gate``'s
+    points chosen on val its FLOPs ratio and test accuracy at the dense
+    teacher's accuracy (NaN: never matched) and its best test accuracy. Untimed;
+    only what a variant changes is retrained.
+    """
+    rows = []
+    for name, overrides in progress_bar(variants.items(), desc="ablation"):
+        result = run_benchmark(cfg.replace(**overrides), store, timing=False)
+        summary = result["summary"]
+        rows.append({
+            "variant": name,
+            "seed": result["seed"],
+            "cd AUROC": result["confidence_auroc"]["cd"],
+            "cd AUPRC": result["confidence_auprc"]["cd"],
+            "cd_gate area vs oracle": summary["cd_auc_vs_oracle"],
+            "cd_topk area vs oracle": summary["auc_vs_oracle"]["cd_topk"],
+            "cd_gate FLOPs ratio at dense accuracy": _nan_if_none(summary["cd_gflops_ratio_at_dense_accuracy"]),
+            "cd_gate accuracy at matched point": _nan_if_none(summary["cd_test_accuracy_at_matched_point"]),
+            "cd_gate best accuracy": summary["cd_best_accuracy"],
+        })
+    return pd.DataFrame(rows)
+
+
+def accuracy_table(outputs: dict[str, dict]) -> pd.DataFrame:
+    """Accuracy of each model of ``outputs`` (teacher and students) on the clips and videos of a split.
+
+    Columns: ``clip accuracy`` on all clips and, where the data say which clips
+    show the action, on ``action clips`` and ``non-action clips``; ``video
+    accuracy`` of dense averaging (the mean clip softmax of each video).
+    """
+    from cdlib.runs import dense_accuracy
+
+    rows = []
+    for which, out in outputs.items():
+        right = (out["logits"].argmax(-1) == out["labels"]).float()
+        row = {"model": which, "clip accuracy": float(right.mean())}
+        informative = out["informative"]
+        if bool((informative >= 0).all()):
+            row["action clips"] = float(right[informative == 1].mean())
+            row["non-action clips"] = float(right[informative == 0].mean())
+        row["video accuracy"] = dense_accuracy(out)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")

@@ -1,0 +1,120 @@
+"""Several folds (cdlib.folds): mean ± std against a direct computation, and ``bench --data <source>:all`` end
+to end, with a broken video named on stderr and in ``data.skipped``."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from cdlib import folds
+from cdlib.__main__ import main
+from cdlib.config import profile_config
+
+
+def fake_result(fold, seed, dense, ratio, auroc, skipped=()):
+    return {
+        "seed": seed,
+        "config": {"data": {"source": f"ucf101:/d:{fold}"}},
+        "summary": {"dense_teacher_accuracy": dense, "cd_gflops_ratio_at_dense_accuracy": ratio, "selection": "val",
+                    "gflops_ratio_at_dense_accuracy": {"cd_gate": ratio, "oracle": 0.25}},
+        "confidence_auroc": {"cd": auroc},
+        "data": {"skipped": [{"path": p, "reason": "truncated"} for p in skipped]},
+    }
+
+
+def test_aggregate_against_a_direct_computation():
+    results = [fake_result(1, 0, 0.5, 0.4, 0.8, ["/d/a.avi"]), fake_result(2, 0, 0.7, None, 0.9, ["/d/a.avi"]),
+               fake_result(3, 0, 0.75, 0.6, 0.7, ["/d/b.avi"])]
+    over = folds.aggregate(results, source="ucf101:/d:all")
+    summary = over["aggregate"]["summary"]
+    dense = summary["dense_teacher_accuracy"]
+    assert dense["n"] == 3 and dense["mean"] == pytest.approx(statistics.mean([0.5, 0.7, 0.75]))
+    assert dense["std"] == pytest.approx(statistics.stdev([0.5, 0.7, 0.75]))  # the sample std, n - 1
+    ratio = summary["cd_gflops_ratio_at_dense_accuracy"]  # not reached in fold 2: missing, not zero
+    assert ratio == {"mean": pytest.approx(0.5), "std": pytest.approx(math.sqrt(0.02)), "n": 2}
+    assert summary["gflops_ratio_at_dense_accuracy"]["oracle"] == {"mean": 0.25, "std": 0.0, "n": 3}
+    assert "selection" not in summary  # text is not averaged
+    assert over["aggregate"]["confidence_auroc"]["cd"]["mean"] == pytest.approx(0.8)
+    assert "upper_bound" not in over["aggregate"]  # blocks the results lack are left out
+    assert over["runs"] == [{"fold": 1, "seed": 0}, {"fold": 2, "seed": 0}, {"fold": 3, "seed": 0}]
+    assert over["data"]["skipped"] == [{"path": "/d/a.avi", "reason": "truncated"},
+                                       {"path": "/d/b.avi", "reason": "truncated"}]
+    single = folds.aggregate(results[:1])
+    assert single["aggregate"]["summary"]["dense_teacher_accuracy"] == {"mean": 0.5, "std": None, "n": 1}
+    assert folds.mean_std_text(dense) == f"{statistics.mean([0.5, 0.7, 0.75]):.3f} ± {statistics.stdev([0.5, 0.7, 0.75]):.3f}"
+    assert folds.mean_std_text({"mean": 0.5, "std": None, "n": 1}) == "0.500"
+    assert folds.mean_std_text({"mean": None, "std": None, "n": 0}) == "none"
+
+
+def test_fold_table_lists_each_run_then_mean_std_and_count():
+    results = [fake_result(1, 0, 0.5, 0.4, 0.8), fake_result(2, 0, 0.7, None, 0.9)]
+    table = folds.fold_table(folds.aggregate(results), keys=["dense_teacher_accuracy", "gflops_ratio_at_dense_accuracy.cd_gate"])
+    assert list(table.columns) == ["fold 1", "fold 2", "mean", "std", "n"]
+    assert list(table.index) == ["dense_teacher_accuracy", "gflops_ratio_at_dense_accuracy.cd_gate"]
+    assert math.isnan(table.loc["gflops_ratio_at_dense_accuracy.cd_gate", "fold 2"])
+    assert table.loc["gflops_ratio_at_dense_accuracy.cd_gate", "n"] == 1
+    seeds = [fake_result(1, 0, 0.5, 0.4, 0.8), fake_result(1, 1, 0.7, 0.4, 0.9)]
+    assert list(folds.fold_table(folds.aggregate(seeds)).columns[:2]) == ["fold 1, seed 0", "fold 1, seed 1"]
+
+
+def test_fold_configs(weizmann_rgb_dir):
+    cfg = profile_config("ci")
+    assert folds.fold_configs(cfg) == [cfg]
+    many = folds.fold_configs(cfg.replace(**{"data.source": f"ucf101:{weizmann_rgb_dir}:all"}))
+    assert [c.data.source for c in many] == [f"ucf101:{weizmann_rgb_dir}:{f}" for f in (1, 2, 3)]
+    assert all(c.replace(**{"data.source": "synthetic"}) == cfg for c in many)
+
+
+TINY = {
+    "data.height": 16, "data.width": 16, "teacher_train.epochs": 1, "teacher_train.batch_size": 16,
+    "student_train.epochs": 1, "student_train.batch_size": 16, "student_train.clips_per_video": 0,
+    "bench.thetas": "0.5,1.01", "bench.random_repeats": 2, "bench.wall_videos": 2, "bench.wall_repeats": 1,
+}
+
+
+def test_bench_runs_every_fold_and_names_a_broken_video(tmp_path, make_ucf101_tree, write_video, make_frames, capsys):
+    tree = make_ucf101_tree(tmp_path / "tree")  # folds 1 and 2; group 2 is in train in both
+    broken = tree / "Alpha" / "v_Alpha_g02_c01.avi"
+    broken.write_bytes(write_video(tmp_path / "long.avi", make_frames(200, 64, 64)).read_bytes()[:3000])
+    out = tmp_path / "r.json"
+    args = ["bench", "--data", f"ucf101:{tree}:all", "--artifacts", str(tmp_path / "store"), "--out", str(out)]
+    args += [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert f"skipped {broken}: " in captured.err and "fold 1" in captured.out and "mean" in captured.out
+    result = json.loads(out.read_text())
+    assert [run["fold"] for run in result["runs"]] == [1, 2]
+    assert [r["config"]["data"]["source"] for r in result["results"]] == [f"ucf101:{tree}:1", f"ucf101:{tree}:2"]
+    assert [item["path"] for item in result["data"]["skipped"]] == [str(broken)]
+    assert "truncated" in result["data"]["skipped"][0]["reason"]
+    for fold_result in result["results"]:
+        assert fold_result["data"]["skipped"] == result["data"]["skipped"]
+    dense = [r["summary"]["dense_teacher_accuracy"] for r in result["results"]]
+    assert result["aggregate"]["summary"]["dense_teacher_accuracy"] == {
+        "mean": pytest.approx(statistics.mean(dense)), "std": pytest.approx(statistics.stdev(dense)), "n": 2}
+
+
+def test_bench_refuses_a_named_source_before_any_work(tmp_path, capsys):
+    code = main(["bench", "--data", f"ucf101:{tmp_path / 'typo'}", "--artifacts", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code != 0 and f"{tmp_path / 'typo'}: data root does not exist" in err and "Accepted data sources" in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_bench_refuses_an_output_path_it_cannot_write_before_any_work(tmp_path, capsys):
+    code = main(["bench", "--out", str(tmp_path), "--artifacts", str(tmp_path / "store")])
+    assert code != 0 and f"{tmp_path}: --out names a folder" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["bench", "--out", str(blocker / "r.json"), "--artifacts", str(tmp_path / "store")])
+    assert code != 0 and f"cannot create its folder {blocker}" in capsys.readouterr().err
+    code = main(["bench", "--artifacts", str(blocker)])
+    assert code != 0 and f"{blocker}: cannot use it as the artifact store" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+
+
+def test_mean_std_text_signs_the_mean_only():
+    assert folds.mean_std_text({"mean": 0.01, "std": 0.02, "n": 2}, "{:+.3f}") == "+0.010 ± 0.020"
