@@ -13,8 +13,10 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
 
 - ``version``, ``profile``, ``seed``, ``config_hash``, ``config``, ``environment``;
   ``data``: the data config with ``val_videos`` and ``test_videos``.
-- ``cost``: GFLOPs per clip of teacher and student, their ratio, clips per test
-  video and the clip shape.
+- ``cost``: GFLOPs per clip of teacher and student (the CD student's), their
+  ratio, clips per test video, the clip shape, and ``gflops_per_clip`` of every
+  model (the ``cd_da`` student's includes its feature distance). A policy's
+  compute counts the student it uses.
 - ``policies``: per policy, one point per knob value (``cd_gate``: every
   ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
   ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
@@ -40,14 +42,18 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ``cd_best_accuracy`` (test) and ``cd_accuracy_gain`` (minus the dense
   teacher's test accuracy); per policy ``gflops_ratio_at_dense_accuracy`` and
   ``test_accuracy_at_matched_point`` of its ``matched`` point (None: never
-  matched on val); the areas under the test accuracy-vs-compute curves relative
+  matched on val) and ``best_accuracy``, the test accuracy of its ``best``
+  point; the areas under the test accuracy-vs-compute curves relative
   to the oracle's (``cd_auc_vs_oracle``, ``sampler_maxprob_auc_vs_oracle``,
   ``auc_vs_oracle``); ``ce_baseline``, the label-only student the headline
   comparison uses (:func:`ce_baseline`); and ``upper_bound``, the same
   selection keys from the test-selected points, with ``selection: "test"``.
 - ``confidence_auroc``, ``confidence_auprc`` (test clips) and
   ``confidence_auroc_val`` (val clips): per confidence signal, how well it
-  predicts that the teacher's top class on a clip is the video's label.
+  predicts that the teacher's top class on a clip is the video's label
+  (:func:`confidence_signals`).
+- ``distance``: the distance-aware confidences tried for ``cd_da``, with the
+  val AUROC that chose one and the test AUROC of each (:func:`distance_report`).
 - ``wall_clock``: how the times were taken (below): ``selected_videos``,
   ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; None when
   the result was not timed.
@@ -104,7 +110,7 @@ from cdlib.device import autocast, configure_backend, resolve_runtime, synchroni
 from cdlib.gating import POLICIES, Decision, PolicySpec, VideoOutputs, get_policy, list_policies, run_policy
 from cdlib.models import preprocess
 from cdlib.progress import log, progress_bar
-from cdlib.runs import STUDENT_VARIANTS, get_clips, get_model, get_outputs, model_spec_of
+from cdlib.runs import STUDENT_VARIANTS, STUDENTS, get_clips, get_distance_fit, get_features, get_model, get_outputs, model_spec_of
 
 VERSION = 2
 
@@ -142,20 +148,41 @@ CE_BASELINES = {"ce": ("student_maxprob", "sampler_maxprob"), "ce_all": ("ce_all
 
 
 def confidence_signals(outputs: dict[str, dict]) -> dict[str, torch.Tensor]:
-    """Per-clip confidence signals on the same clips: the CD score and each model's max-softmax.
+    """Per-clip confidence signals on the same clips: the CD score, its distance-aware form and each model's
+    max-softmax.
 
-    ``student_maxprob`` is the CE student trained on the teacher's clips,
-    ``ce_all_maxprob`` the CE student trained on every clip (as the KD and CD students).
+    ``cd`` is the distilled score ``s``, ``cd_da`` the distance-aware ``s_da``
+    (:mod:`cdlib.distance`); ``student_maxprob`` is the CE student trained on the
+    teacher's clips, ``ce_all_maxprob`` the CE student trained on every clip (as
+    the KD and CD students).
     """
     maxprob = {which: outputs[which]["logits"].softmax(-1).amax(-1) for which in ("teacher", *STUDENT_VARIANTS)}
     return {
         "cd": torch.sigmoid(outputs["cd"]["score_logit"]),
+        "cd_da": torch.sigmoid(outputs["cd_da"]["score_logit"]),
         "student_maxprob": maxprob["ce"],
         "ce_all_maxprob": maxprob["ce_all"],
         "kd_maxprob": maxprob["kd"],
         "cd_maxprob": maxprob["cd"],
         "teacher_maxprob": maxprob["teacher"],
     }
+
+
+def distance_report(cfg: Config, test: dict[str, dict], store: ArtifactStore | None = None) -> dict:
+    """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.runs.get_distance_fit`)
+    with its ``method``, ``quantile``, gate ``reference`` and ``scale``, its ``val_auroc`` (what chose it) and
+    its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal)."""
+    fit = get_distance_fit(cfg, store)
+    features = get_features(cfg, "test", store)
+    score = torch.sigmoid(test["cd"]["score_logit"])
+    correct = teacher_correct(test["teacher"])
+    candidates = {}
+    for name, confidence in fit.candidates.items():
+        method, _, quantile = name.partition("@")
+        candidates[name] = {"method": method, "quantile": float(quantile), "reference": confidence.gate.reference,
+                            "scale": confidence.gate.scale, "val_auroc": fit.val_auroc[name],
+                            "test_auroc": auroc(confidence(score, features), correct)}
+    return {"chosen": fit.chosen, "candidates": candidates}
 
 
 def teacher_correct(teacher: dict) -> torch.Tensor:
@@ -290,6 +317,7 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
             "cd_accuracy_gain": at("cd_gate", best, "accuracy") - dense["accuracy"],
             "gflops_ratio_at_dense_accuracy": ratio,
             "test_accuracy_at_matched_point": {name: at(name, matched, "accuracy") for name in policies},
+            "best_accuracy": {name: at(name, best, "accuracy") for name in policies},
         }
 
     return {
@@ -318,13 +346,13 @@ def sweep_policies(cfg: Config, test: dict[str, dict], val: dict[str, dict], cos
     videos = {}
     for split, outputs in (("test", test), ("val", val)):
         videos[split] = {None: video_outputs(outputs["teacher"], None)}
-        for variant in STUDENT_VARIANTS:
+        for variant in STUDENTS:
             videos[split][variant] = video_outputs(outputs["teacher"], outputs[variant])
     max_clips = max(v.num_clips for split in videos.values() for v in split[None])
 
-    def gflops(run):
+    def gflops(run, student):  # teacher-only policies run no student: any student's cost times 0 clips
         return video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"],
-                            cost["student_flops_per_clip"], cost["teacher_flops_per_clip"])
+                            cost["flops_per_clip"][student or "cd"], cost["teacher_flops_per_clip"])
 
     result = {}
     for name in policies or list_policies():
@@ -338,11 +366,11 @@ def sweep_policies(cfg: Config, test: dict[str, dict], val: dict[str, dict], cos
             points.append({
                 "knob": list(knob) if isinstance(knob, tuple) else knob,
                 "accuracy": runs["test"]["accuracy"],
-                "gflops_per_video": gflops(runs["test"]),
+                "gflops_per_video": gflops(runs["test"], spec.student),
                 "teacher_clips_per_video": runs["test"]["teacher_clips_per_video"],
                 "student_clips_per_video": runs["test"]["student_clips_per_video"],
                 "val_accuracy": runs["val"]["accuracy"],
-                "val_gflops_per_video": gflops(runs["val"]),
+                "val_gflops_per_video": gflops(runs["val"], spec.student),
             })
         result[name] = points
     return result
@@ -390,7 +418,7 @@ class TimedPipeline:
         self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
         used = {spec.student for spec in POLICIES.values()} - {None}
         self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
-                         for v in STUDENT_VARIANTS if v in used}
+                         for v in STUDENTS if v in used}
 
     def _video(self, spec: PolicySpec, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
         if spec.student is None:
@@ -507,12 +535,15 @@ def _knob(value):
 
 
 def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
+    """FLOPs per clip of the teacher and of every student (``flops_per_clip``; ``student_flops_per_clip`` is the CD
+    student's, the method's), counted by torch's flop counter on one clip of the test split's shape."""
     source = get_clips(cfg, "test", store)
     shape = (3, *source.clip_shape[:3])
-    teacher = flops_per_clip(get_model(cfg, "teacher", store).model, shape)
-    student = flops_per_clip(get_model(cfg, "cd", store).model, shape)
+    flops = {which: flops_per_clip(get_model(cfg, which, store).model, shape) for which in ("teacher", *STUDENTS)}
+    teacher, student = flops["teacher"], flops["cd"]
     counts = torch.bincount(source.video).float()
     return {
+        "flops_per_clip": flops,
         "teacher_flops_per_clip": teacher,
         "student_flops_per_clip": student,
         "teacher_gflops_per_clip": teacher / 1e9,
@@ -525,14 +556,14 @@ def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
 
 def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, dict]:
     """Per-clip outputs of the teacher and every student of the ladder on ``split``."""
-    return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *STUDENT_VARIANTS)}
+    return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *STUDENTS)}
 
 
 def benchmark_spec(cfg: Config, timing: bool = True) -> dict:
     return {
         "config": dataclasses.asdict(cfg),
         "timing": timing,
-        "models": {which: config_hash(model_spec_of(cfg, which)) for which in ("teacher", *STUDENT_VARIANTS)},
+        "models": {which: config_hash(model_spec_of(cfg, which)) for which in ("teacher", *STUDENTS)},
         # runs: which outputs are evaluated; models: preprocessing and inference_module are timed
         "code": code_version("cdlib.bench", "cdlib.runs", "cdlib.gating", "cdlib.cost", "cdlib.calibration",
                              "cdlib.models.core"),
@@ -584,12 +615,14 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
                 "student_teacher_flops_ratio": cost["student_teacher_flops_ratio"],
                 "clips_per_video": cost["clips_per_video"],
                 "input_shape": cost["input_shape"],
+                "gflops_per_clip": {which: flops / 1e9 for which, flops in cost["flops_per_clip"].items()},
             },
             "policies": policies,
             "selected": select_points(policies),
             "confidence_auroc": {name: q["auroc"] for name, q in quality.items()},
             "confidence_auprc": {name: q["auprc"] for name, q in quality.items()},
             "confidence_auroc_val": val_auroc,
+            "distance": distance_report(cfg, test, store),
             "summary": {**summarize(policies), "ce_baseline": ce_baseline(val_auroc)},
             "wall_clock": wall_clock,
             "environment": {

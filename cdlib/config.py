@@ -268,6 +268,27 @@ class BenchConfig:
     num_threads: Positive = 2
 
 
+@_section("distance")
+class DistanceConfig:
+    """The distance-aware confidence ``s_da`` of the ``cd_da`` student (:mod:`cdlib.distance`).
+
+    Every ``(method, quantile)`` pair is fitted on the train split (the distance)
+    and the val split (the gate); the one whose ``s_da`` best predicts, on the val
+    clips, that the teacher is right is used (:func:`cdlib.distance.select_confidence`).
+    """
+
+    methods: Annotated[
+        tuple[Literal["gaussian", "knn"], ...], BeforeValidator(_comma_separated), Field(min_length=1)
+    ] = ("gaussian", "knn")
+    # fraction of val clips whose score the gate leaves unchanged
+    quantiles: Annotated[
+        tuple[Annotated[float, Field(gt=0.5, lt=1)], ...], BeforeValidator(_comma_separated), Field(min_length=1)
+    ] = (0.99, 0.95, 0.999)
+    shrinkage: Annotated[float, Field(gt=0, le=1)] = 0.01  # gaussian: covariance shrunk towards a multiple of I
+    knn_k: Positive = 10  # knn: distance to the k-th nearest training feature
+    knn_bank: Positive = 4096  # knn: training features kept (a seeded random subset), bounding its cost per clip
+
+
 @_section("runtime")
 class RuntimeConfig:
     """Where and how a run executes: device, numerics, data loading (the README's "Running at scale").
@@ -308,6 +329,7 @@ class Config:
     ce_student_clips: Literal["teacher", "all", "action"] = "teacher"
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+    distance: DistanceConfig = dataclasses.field(default_factory=DistanceConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:

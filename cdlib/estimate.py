@@ -271,6 +271,8 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
         (f"students ({variants}): validation after each epoch", variants * s.epochs * clips["val"],
          student.forward_flops, "shard", True),
         (f"students ({variants}): outputs on test", variants * clips["test"], student.forward_flops, "shard", True),
+        ("cd_da student: features on train, val, test; outputs on val, test",
+         sum(clips.values()) + clips["val"] + clips["test"], student.forward_flops, "shard", True),
         (f"benchmark: wall-clock timing of {points} operating points (at most)", timed_clips,
          teacher.forward_flops + student.forward_flops, "one", False),
     ]

@@ -302,7 +302,7 @@ class PolicySpec:
     """A registered policy: its function, knob and what it consumes.
 
     ``knob``: ``"k"``, ``"theta,k,lambda"`` or None. ``student``: which student's
-    outputs it uses (None, or a student variant of :data:`cdlib.runs.STUDENT_VARIANTS`).
+    outputs it uses (None, or a student of :data:`cdlib.runs.STUDENTS`).
     ``needs_score``: it reads the distilled score ``s`` (:func:`run_policy` refuses
     videos without one). ``needs_label``: it reads the video's label, so it is a
     reference, not a method (figures draw it dashed). ``random``: it draws from
@@ -353,6 +353,10 @@ POLICIES: dict[str, PolicySpec] = {
         PolicySpec(
             "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
             "early exit at student confidence theta, else cd_topk + lambda x student",
+        ),
+        PolicySpec(
+            "cd_gate_da", cd_gate, "theta,k,lambda", "cd_da", True, False,
+            "cd_gate with the distance-aware score s_da = s x g(feature distance) in place of s",
         ),
         PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
     ]

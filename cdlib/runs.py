@@ -37,6 +37,11 @@ from cdlib.train import CLIP_CHOICES, predict, train_model
 STUDENT_VARIANTS = ("ce", "ce_all", "kd", "cd")
 #: the variants trained on labels alone (no teacher in their loss)
 LABEL_ONLY_VARIANTS = ("ce", "ce_all")
+#: students made from a trained one without training: ``cd_da`` is the CD student whose score head gives the
+#: distance-aware confidence ``s_da`` (:func:`get_distance_student`)
+DERIVED_STUDENTS = ("cd_da",)
+#: every student whose per-clip outputs the benchmark evaluates
+STUDENTS = (*STUDENT_VARIANTS, *DERIVED_STUDENTS)
 
 # Training and prediction: the loop, how clips are read and batched, devices and processes.
 _MODEL_CODE = ("cdlib.train", "cdlib.data.loading", "cdlib.device", "cdlib.distributed")
@@ -303,12 +308,95 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
 
 
 def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:
-    """``teacher`` or a student variant (``ce``, ``ce_all``, ``kd``, ``cd``)."""
-    return get_teacher(cfg, store) if which == "teacher" else get_student(cfg, which, store)
+    """``teacher``, a student variant (``ce``, ``ce_all``, ``kd``, ``cd``) or ``cd_da`` (:data:`STUDENTS`)."""
+    if which == "teacher":
+        return get_teacher(cfg, store)
+    if which == "cd_da":
+        return get_distance_student(cfg, store)
+    return get_student(cfg, which, store)
 
 
 def model_spec_of(cfg: Config, which: str) -> dict:
-    return teacher_spec(cfg) if which == "teacher" else student_spec(cfg, which)
+    if which == "teacher":
+        return teacher_spec(cfg)
+    return distance_spec(cfg) if which == "cd_da" else student_spec(cfg, which)
+
+
+# ----------------------------------------------------------------------------- the distance-aware student
+
+def get_features(cfg: Config, split: str, store: ArtifactStore | None = None) -> torch.Tensor:
+    """The CD student's penultimate features ``φ [M, D]`` on every clip of ``split``
+    (:class:`cdlib.distance.FeatureStudent`), cached like its outputs."""
+    from cdlib.distance import FeatureStudent
+
+    store = _store(store)
+    spec = {"model": student_spec(cfg, "cd"), "split": split, "clips": data_spec(cfg, split),
+            "numerics": resolve_runtime(cfg).numerics()}
+
+    def build(_):
+        runtime = resolve_runtime(cfg)
+        configure_backend(runtime)
+        wrapped = FeatureStudent(get_student(cfg, "cd", store).model)
+        return {"features": predict(wrapped, get_clips(cfg, split, store), desc=f"features on {split}",
+                                    runtime=runtime)["features"]}
+
+    return distributed.get_or_create(store, "features", spec, build)["features"]
+
+
+def distance_spec(cfg: Config) -> dict:
+    """What determines the ``cd_da`` student: the CD student, the distance settings and the code that fits them."""
+    return {"role": "distance", "student": student_spec(cfg, "cd"), "distance": dataclasses.asdict(cfg.distance),
+            "code": code_version("cdlib.distance")}
+
+
+@dataclass
+class DistanceFit:
+    """Every distance-aware confidence of ``cfg.distance`` fitted for the CD student, and the one val chose.
+
+    ``candidates``: :class:`cdlib.distance.DistanceConfidence` by name
+    (``"gaussian@0.99"``), ``val_auroc``: each one's AUROC on the val clips for
+    "the teacher is right", ``chosen``: the name :func:`cdlib.distance.select_confidence` picked.
+    """
+
+    candidates: dict
+    val_auroc: dict[str, float]
+    chosen: str
+
+    @property
+    def confidence(self):
+        return self.candidates[self.chosen]
+
+
+def get_distance_fit(cfg: Config, store: ArtifactStore | None = None) -> DistanceFit:
+    """Fit every candidate of ``cfg.distance`` on the CD student's train features (distance; ``gaussian``: one
+    Gaussian per clip label) and val features (gate), and choose on val (:mod:`cdlib.distance`). It reads the
+    train and val splits only, so test-only settings (``data.test_shift``, ...) cannot change it."""
+    from cdlib import distance
+
+    def build(_):
+        d = cfg.distance
+        candidates = distance.fit_candidates(
+            get_features(cfg, "train", store), get_clips(cfg, "train", store).labels, get_features(cfg, "val", store),
+            d.methods, d.quantiles, shrinkage=d.shrinkage, k=d.knn_k, max_bank=d.knn_bank, seed=cfg.seed)
+        val_cd, val_teacher = get_outputs(cfg, "cd", "val", store), get_outputs(cfg, "teacher", "val", store)
+        chosen, val_auroc = distance.select_confidence(
+            candidates, torch.sigmoid(val_cd["score_logit"]), get_features(cfg, "val", store),
+            val_teacher["logits"].argmax(-1) == val_teacher["labels"])
+        log(f"distance-aware confidence chosen on val: {chosen} (val AUROC {val_auroc[chosen]:.3f})")
+        return {**distance.candidates_state(candidates), "val_auroc": val_auroc, "chosen": chosen}
+
+    payload = distributed.get_or_create(_store(store), "distance", distance_spec(cfg), build)
+    return DistanceFit(distance.candidates_from_state(payload), dict(payload["val_auroc"]), payload["chosen"])
+
+
+def get_distance_student(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel:
+    """``cd_da``: the CD student with the distance-aware score head of :func:`get_distance_fit`'s chosen
+    confidence, so that ``σ(score_logit) = s_da`` (:func:`cdlib.distance.with_distance_head`); same class logits."""
+    from cdlib.distance import with_distance_head
+
+    cd = get_student(cfg, "cd", store)
+    model = with_distance_head(cd.model, get_distance_fit(cfg, store).confidence)
+    return TrainedModel(name=cd.name, model=model, history=cd.history, spec=distance_spec(cfg))
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -88,12 +88,18 @@ def learning_rate(base_lr: float, step: int, total_steps: int) -> float:
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+#: names of a model's outputs, in the order it returns them
+PREDICTED = ("logits", "score_logit", "features")
+
+
 @torch.no_grad()
 def predict(model: nn.Module, bank: ClipIndex, batch_size: int = 256, desc: str = "predict",
             runtime: Runtime | None = None) -> dict[str, torch.Tensor]:
     """Per-clip outputs of ``model`` on every clip of ``bank``, as float32 CPU tensors.
 
-    Returns ``{"logits": [M, K]}`` and, for students, ``"score_logit": [M]``.
+    Returns ``{"logits": [M, K]}`` and, for students, ``"score_logit": [M]``
+    (and ``"features": [M, D]`` for a :class:`cdlib.distance.FeatureStudent`): the
+    model's outputs named in the order of :data:`PREDICTED`.
     ``model`` is moved to the runtime's device. The clips go in fixed batches
     ``[0, batch_size), [batch_size, 2·batch_size), ...``; under DDP the batches are
     dealt round-robin to the processes and gathered back in clip order, so every
@@ -109,10 +115,7 @@ def predict(model: nn.Module, bank: ClipIndex, batch_size: int = 256, desc: str 
             out = model(preprocess(to_device(clips, runtime)))
         outputs.append(tuple(o.float().cpu() for o in (out if isinstance(out, tuple) else (out,))))
     outputs = distributed.unshard(distributed.all_gather_objects(outputs))
-    result = {"logits": torch.cat([o[0] for o in outputs])}
-    if len(outputs[0]) > 1:
-        result["score_logit"] = torch.cat([o[1] for o in outputs])
-    return result
+    return {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(PREDICTED[: len(outputs[0])])}
 
 
 def clip_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

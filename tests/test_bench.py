@@ -221,7 +221,7 @@ def test_test_only_data_fields_do_not_retrain_models():
     cfg = tiny_config()
     for key, value in (("data.test_shift", 0.5), ("data.test_informative_fraction", 1.0), ("data.num_test", 9)):
         other = cfg.replace(**{key: value})
-        for which in ("teacher", *runs.STUDENT_VARIANTS):
+        for which in ("teacher", *runs.STUDENTS):
             assert runs.model_spec_of(other, which) == runs.model_spec_of(cfg, which), (key, which)
         assert runs.data_spec(other, "test") != runs.data_spec(cfg, "test")
         assert runs.data_spec(other, "val") == runs.data_spec(cfg, "val")
@@ -422,7 +422,7 @@ def outputs_for_tables():
             "informative": torch.tensor([1, 0, 1, 0], dtype=torch.int8)}
     teacher = {**base, "logits": torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 2.0]])}
     students = {v: {**base, "logits": torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
-                    "score_logit": torch.tensor([2.0, -2.0, 1.0, 0.0])} for v in runs.STUDENT_VARIANTS}
+                    "score_logit": torch.tensor([2.0, -2.0, 1.0, 0.0])} for v in runs.STUDENTS}
     return {"teacher": teacher, **students}
 
 
@@ -499,6 +499,6 @@ def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_re
     named = set(re.findall(r"`([^`]+)`", page))
     _, _, result = tiny_run
     selections = {key for picks in result["selected"].values() for key in picks}
-    expected = [*list_policies(), *list_targets(), *runs.STUDENT_VARIANTS, *result, *selections,
+    expected = [*list_policies(), *list_targets(), *runs.STUDENTS, *result, *selections,
                 "val_videos", "test_videos", "skipped"]
     assert [name for name in expected if name not in named] == []

@@ -12,6 +12,7 @@ import torch
 
 from cdlib import distance, toy
 from cdlib.distance import (
+    DistanceAwareHead,
     DistanceConfidence,
     DistanceGate,
     distance_aware_score,
@@ -54,7 +55,7 @@ def test_gaussian_distance_is_minus_the_log_density_of_the_class_mixture():
 def test_shared_covariance_pools_the_within_class_covariances():
     x, labels = clusters()
     fitted = fit_gaussian_distance(x, labels, shrinkage=0.5, shared=True)
-    covariances = fitted.cholesky @ fitted.cholesky.transpose(1, 2)
+    covariances = torch.linalg.inv(fitted.whiten.transpose(1, 2) @ fitted.whiten)  # Σ = (WᵀW)⁻¹
     assert torch.allclose(covariances[0], covariances[1]) and torch.allclose(covariances[0], covariances[2])
     pooled = sum(torch.cov(x[labels == c].T, correction=0) * (labels == c).sum() for c in range(3)) / len(x)
     expected = 0.5 * pooled + 0.5 * pooled.diagonal().mean() * torch.eye(x.shape[1], dtype=torch.float64)
@@ -162,6 +163,83 @@ def test_student_features_find_the_score_head_of_a_torchvision_student():
     assert torch.allclose(model.heads.score_head(out["features"]).squeeze(-1), out["score_logit"], atol=1e-5)
 
 
+def test_the_distance_head_makes_the_students_score_s_da_and_keeps_its_class_logits():
+    from cdlib.models import inference_module, preprocess
+
+    torch.manual_seed(0)
+    model = create_model("student_fusion", num_classes=3).eval()
+    clips = torch.randint(0, 256, (24, 8, 32, 32, 3), dtype=torch.uint8)
+    out = student_features(model, clips)
+    # train on half the clips; the other half, pushed away, is far from them
+    confidence = fit_distance_confidence(out["features"][:12], out["features"][12:], "gaussian",
+                                         train_labels=torch.arange(12) % 3, quantile=0.9)
+    wrapped = distance.with_distance_head(model, confidence)
+    assert isinstance(model.score_head, torch.nn.Sequential)  # the original is not changed
+    assert isinstance(wrapped.score_head, DistanceAwareHead)
+    x = preprocess(clips)
+    for student in (wrapped, inference_module(wrapped)):  # eager and frozen for timing
+        logits, score_logit = student(x)
+        assert torch.allclose(logits, out["logits"], atol=1e-5)
+        expected = confidence(torch.sigmoid(out["score_logit"]), out["features"])
+        assert torch.allclose(torch.sigmoid(score_logit), expected.float(), atol=1e-6)
+    gated = confidence.factor(out["features"]) < 1
+    assert gated.any() and not gated.all()
+    # where the gate is 1 the logit is the student's own
+    assert torch.allclose(wrapped(x)[1][~gated], out["score_logit"][~gated], atol=1e-5)
+
+
+def test_the_distance_is_counted_in_the_students_flops():
+    from cdlib.cost import flops_per_clip
+
+    torch.manual_seed(0)
+    model = create_model("student_fusion", num_classes=3).eval()
+    features = torch.randn(60, model.classifier.in_features, dtype=torch.float64)
+    dim = features.shape[1]
+    gaussian = fit_distance_confidence(features[:40], features[40:], "gaussian", train_labels=torch.arange(40) % 3)
+    knn = fit_distance_confidence(features[:40], features[40:], "knn", k=5, max_bank=25)
+    base = flops_per_clip(model, (3, 8, 32, 32))
+    assert flops_per_clip(distance.with_distance_head(model, gaussian), (3, 8, 32, 32)) == base + 3 * 2 * dim * dim
+    assert flops_per_clip(distance.with_distance_head(model, knn), (3, 8, 32, 32)) == base + 25 * 2 * dim
+
+
+def test_knn_bank_is_a_seeded_subset_with_the_statistics_of_every_feature():
+    x, _ = clusters(n=200)
+    small = fit_knn_distance(x, k=3, max_bank=50, seed=1)
+    assert small.bank.shape == (50, x.shape[1])
+    assert torch.allclose(small.mean, x.mean(0))
+    assert torch.equal(fit_knn_distance(x, k=3, max_bank=50, seed=1).bank, small.bank)
+    assert not torch.equal(fit_knn_distance(x, k=3, max_bank=50, seed=2).bank, small.bank)
+    with pytest.raises(ConfigError, match="max_bank"):
+        fit_knn_distance(x, k=3, max_bank=2)
+
+
+def test_candidates_are_every_method_and_quantile_and_survive_their_stored_state():
+    x, labels = clusters(n=400)
+    candidates = distance.fit_candidates(x[:300], labels[:300], x[300:], ("gaussian", "knn"), (0.9, 0.99), k=5)
+    assert list(candidates) == ["gaussian@0.9", "gaussian@0.99", "knn@0.9", "knn@0.99"]
+    assert candidates["gaussian@0.9"].distance is candidates["gaussian@0.99"].distance  # one fit per method
+    rebuilt = distance.candidates_from_state(distance.candidates_state(candidates))
+    probe, s = x[:50] * 3, torch.rand(50, generator=torch.Generator().manual_seed(3))
+    for name in candidates:
+        assert torch.equal(rebuilt[name](s, probe), candidates[name](s, probe))
+
+
+def test_selection_takes_the_best_val_auroc_and_the_first_of_a_tie():
+    x, labels = clusters(n=400)
+    val = x[300:]
+    candidates = distance.fit_candidates(x[:300], labels[:300], val, ("gaussian",), (0.9, 0.99))
+    far = candidates["gaussian@0.9"].factor(val) < 1  # the val clips only the 0.9 gate lowers
+    s = torch.full((100,), 0.5)
+    # the teacher is wrong exactly on the farthest val clips: the lower quantile ranks them last
+    chosen, val_auroc = distance.select_confidence(candidates, s, val, ~far)
+    assert chosen == "gaussian@0.9" and val_auroc["gaussian@0.9"] > val_auroc["gaussian@0.99"]
+    # a constant score and a gate that lowers nothing: a tie, the first wins
+    same = {"a": candidates["gaussian@0.99"], "b": candidates["gaussian@0.99"]}
+    assert distance.select_confidence(same, s[:10], x[:10], torch.arange(10) % 2 == 0)[0] == "a"
+    with pytest.raises(ConfigError):
+        distance.select_confidence({}, s, val, ~far)
+
+
 # ----------------------------------------------------------------------------- the 2D toy
 
 @pytest.fixture(scope="module")
@@ -221,20 +299,27 @@ def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, t
     }
     cfg = profile_config("ci", 0).replace(**tiny)
     store = ArtifactStore(tmp_path)
-    real_get_bank = runs.get_bank
+    real_get_clips = runs.get_clips
     asked = []
 
-    def recording_get_bank(cfg, split, store=None):
+    def recording_get_clips(cfg, split, store=None):
         asked.append(split)
-        return real_get_bank(cfg, split, store)
+        return real_get_clips(cfg, split, store)
 
-    monkeypatch.setattr(runs, "get_bank", recording_get_bank)
-    fitted = distance.fit_student_confidence(cfg, store)
-    assert set(asked) <= {"train", "val"}
-    shifted = distance.fit_student_confidence(cfg.replace(**{"data.test_shift": 1.0}), store)
-    assert fitted.gate == shifted.gate
-    out = distance.distance_aware_outputs(cfg.replace(**{"data.test_shift": 1.0}), fitted, "test", store)
-    assert asked[-1] == "test"
-    n = len(real_get_bank(cfg, "test", store).video)
-    assert out["score"].shape == out["distance"].shape == (n,)
-    assert (out["score"] <= torch.sigmoid(out["score_logit"]) + 1e-7).all()
+    monkeypatch.setattr(runs, "get_clips", recording_get_clips)
+    fitted = runs.get_distance_fit(cfg, store)
+    assert set(asked) == {"train", "val"}
+    assert list(fitted.candidates) == [distance.candidate_name(m, q) for m in cfg.distance.methods
+                                       for q in cfg.distance.quantiles]
+    assert fitted.chosen in fitted.candidates and set(fitted.val_auroc) == set(fitted.candidates)
+    shifted = runs.get_distance_fit(cfg.replace(**{"data.test_shift": 1.0}), store)  # the same artifact
+    assert shifted.chosen == fitted.chosen and shifted.confidence.gate == fitted.confidence.gate
+    asked.clear()
+    test_cfg = cfg.replace(**{"data.test_shift": 1.0})
+    da, cd = runs.get_outputs(test_cfg, "cd_da", "test", store), runs.get_outputs(test_cfg, "cd", "test", store)
+    assert "test" in asked
+    features = runs.get_features(test_cfg, "test", store)
+    assert da["score_logit"].shape == cd["score_logit"].shape == (len(features),)
+    assert torch.equal(da["logits"], cd["logits"])
+    expected = fitted.confidence(torch.sigmoid(cd["score_logit"]), features)
+    assert torch.allclose(torch.sigmoid(da["score_logit"]), expected.float(), atol=1e-6)

@@ -189,7 +189,7 @@ def test_ties_pick_the_first_clips():
 @pytest.mark.parametrize("name", [n for n in POLICIES if POLICIES[n].knob is not None])
 def test_videos_with_fewer_clips_than_k(name):
     video = _video(n=3, seed=5)
-    knob = (1.01, 5) if name == "cd_gate" else 5
+    knob = (1.01, 5) if POLICIES[name].knob == "theta,k,lambda" else 5
     decision = _run(name, video, knob)
     assert decision.teacher_clips == 3
     reference = cd_topk(video, 3) if name.startswith("cd_") else dense_teacher(video)
@@ -267,7 +267,7 @@ def test_every_policy_runs_on_its_first_and_last_knob(name):
         assert (decision.probs >= 0).all()
         assert 0 <= decision.prediction < 6
         assert 0 <= decision.teacher_clips <= 5 and decision.student_clips in (0, 5)
-    assert spec.needs_score == (spec.student == "cd" and name != "dense_student")
+    assert spec.needs_score == (spec.student in ("cd", "cd_da") and name != "dense_student")
     assert spec.needs_label == (name == "oracle")
     assert spec.random == (name == "random_k")
     assert spec.description
@@ -291,7 +291,7 @@ def test_knob_values():
 
 def test_registry_and_bad_arguments():
     assert list_policies() == list(POLICIES)
-    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "ce_all", "kd", "cd"}
+    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "ce_all", "kd", "cd", "cd_da"}
     with pytest.raises(ConfigError, match="'nope'"):
         get_policy("nope")
     with pytest.raises(ConfigError, match="'nope'"):
