@@ -18,6 +18,7 @@ import pandas as pd
 POLICY_STYLE = {
     "oracle": ("oracle (uses labels)", "#9e9e9e"),
     "cd_gate": ("cd_gate (the method)", "#d62728"),
+    "cd_gate_da": ("cd_gate_da (distance-aware score)", "#e377c2"),
     "cd_topk": ("cd_topk", "#ff7f0e"),
     "sampler_maxprob": ("sampler_maxprob (CE student, action clips)", "#1f77b4"),
     "sampler_ce_all": ("sampler_ce_all (CE student, all clips)", "#aec7e8"),
@@ -30,6 +31,7 @@ POLICY_STYLE = {
 
 SIGNAL_LABELS = {
     "cd": "CD score s (distilled)",
+    "cd_da": "distance-aware score s_da",
     "student_maxprob": "CE student (action clips) max-softmax",
     "ce_all_maxprob": "CE student (all clips) max-softmax",
     "kd_maxprob": "KD student max-softmax",
@@ -194,4 +196,37 @@ def plot_sweep(table: pd.DataFrame, key: str, column: str, ax=None, policies: Se
                     color=colour, label=label, ls="--" if _reference(name) else "-", capsize=2)
     ax.set_xlabel(xlabel or key)
     ax.set_ylabel(ylabel or column)
+    return ax
+
+
+#: display names of the toy's confidence signals (:data:`cdlib.toy.TOY_SIGNALS`)
+TOY_SIGNAL_LABELS = {
+    "teacher_maxprob": "teacher max-softmax (temperature-scaled)",
+    "student_maxprob": "student max-softmax",
+    "s": "distilled score s",
+    "s_da": "distance-aware score s_da",
+}
+
+
+def plot_signal_rays(rays: pd.DataFrame, signals: Sequence[str], ax=None):
+    """Mean of each signal over the rays' directions (and seeds) against the distance ``alpha``, log x.
+
+    ``rays``: one row per ``(seed, direction, alpha)`` with a column per signal
+    (:meth:`cdlib.toy.ToyDistillation.rays`). Over seeds, the band is ± one std
+    of the per-seed means.
+    """
+    ax = ax if ax is not None else plt.subplots(figsize=(6, 3.6))[1]
+    rays = rays if "seed" in rays else rays.assign(seed=0)
+    per_seed = rays.groupby(["seed", "alpha"])[list(signals)].mean()
+    for i, signal in enumerate(signals):
+        stats = per_seed[signal].groupby("alpha").agg(["mean", "std"])
+        colour = f"C{i}"
+        ax.plot(stats.index, stats["mean"], color=colour, lw=2, label=TOY_SIGNAL_LABELS.get(signal, signal))
+        if rays.seed.nunique() > 1:
+            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colour,
+                            alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"distance from the origin $\alpha$ (data units)")
+    ax.set_ylabel("mean over directions")
+    ax.set_ylim(-0.02, 1.02)
     return ax
