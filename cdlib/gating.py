@@ -16,9 +16,9 @@ this one video, in which a policy may keep results that several knobs share
 (``cd_gate`` keeps its teacher combination per ``k`` and ``λ``), so a sweep over
 knobs runs the teacher once per combination. Policies write nowhere else.
 
-Policies are registered in :data:`POLICIES` (``get_policy``, ``list_policies``)
-with their knob and what they consume; :func:`run_policy` evaluates one
-operating point over many videos.
+Policies are registered in the registry :data:`POLICIES` (``register_policy``,
+``get_policy``, ``list_policies``) with their knob and what they consume;
+:func:`run_policy` evaluates one operating point over many videos.
 
 Top-k everywhere: highest signal first, ties broken by the lower clip index,
 ``k`` clipped to ``N``; ``k < 1`` raises :class:`ConfigError`.
@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from cdlib.errors import ConfigError
+from cdlib.registry import Registry
 
 #: distilled scores are floored at this weight, so a video whose scores all underflow to 0 gets plain means
 MIN_WEIGHT = 1e-12
@@ -330,46 +331,54 @@ class PolicySpec:
         return [(theta, k, weight) for theta in thetas for k in ks for weight in student_weights]
 
 
-POLICIES: dict[str, PolicySpec] = {
-    spec.name: spec
-    for spec in [
-        PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
-        PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
-        PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
-        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips", random=True),
-        PolicySpec(
-            "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
-            "teacher on the top-k clips by the max-softmax of the CE student trained on the teacher's clips",
-        ),
-        PolicySpec(
-            "sampler_ce_all", sampler_maxprob, "k", "ce_all", False, False,
-            "teacher on the top-k clips by the max-softmax of the CE student trained on every clip",
-        ),
-        PolicySpec(
-            "sampler_kd", sampler_maxprob, "k", "kd", False, False,
-            "teacher on the top-k clips by the KD student's max-softmax",
-        ),
-        PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
-        PolicySpec(
-            "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
-            "early exit at student confidence theta, else cd_topk + lambda x student",
-        ),
-        PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
-    ]
-}
+#: every policy by name (:class:`~cdlib.registry.Registry`), added by :func:`register_policy`
+POLICIES: Registry[PolicySpec] = Registry("policy")
+
+
+def register_policy(spec: PolicySpec) -> PolicySpec:
+    """Add ``spec`` to :data:`POLICIES` under ``spec.name``, with its description; returns it.
+
+    The benchmark sweeps every registered policy and the figures draw it, so a
+    policy registered here needs no other list.
+    """
+    return POLICIES.register(spec.name, spec, spec.description)
+
+
+for _spec in [
+    PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
+    PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
+    PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
+    PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips", random=True),
+    PolicySpec(
+        "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
+        "teacher on the top-k clips by the max-softmax of the CE student trained on the teacher's clips",
+    ),
+    PolicySpec(
+        "sampler_ce_all", sampler_maxprob, "k", "ce_all", False, False,
+        "teacher on the top-k clips by the max-softmax of the CE student trained on every clip",
+    ),
+    PolicySpec(
+        "sampler_kd", sampler_maxprob, "k", "kd", False, False,
+        "teacher on the top-k clips by the KD student's max-softmax",
+    ),
+    PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
+    PolicySpec(
+        "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
+        "early exit at student confidence theta, else cd_topk + lambda x student",
+    ),
+    PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
+]:
+    register_policy(_spec)
 
 
 def list_policies() -> list[str]:
-    """Names of the registered policies."""
-    return list(POLICIES)
+    """Names of the registered policies, in registration order."""
+    return POLICIES.names()
 
 
 def get_policy(name: str) -> PolicySpec:
-    """The :class:`PolicySpec` registered as ``name``; :class:`ConfigError` if there is none."""
-    try:
-        return POLICIES[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"policy: unknown policy {name!r}; expected one of {', '.join(POLICIES)}") from None
+    """The :class:`PolicySpec` registered as ``name``; :class:`ConfigError` naming the known policies if there is none."""
+    return POLICIES.get(name)
 
 
 @contextmanager

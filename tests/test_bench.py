@@ -456,7 +456,7 @@ def test_an_untimed_request_returns_the_cached_timed_result(tiny_run):
     assert not (store.root / "bench" / store.key(benchmark_spec(cfg, timing=False))).exists()
 
 
-def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_run, tmp_path, monkeypatch):
+def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_run, tmp_path, request):
     """Nothing lists the policies by hand: one registered here reaches the JSON, the summary and the plots."""
     import matplotlib
 
@@ -470,8 +470,8 @@ def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_r
         """Teacher mean over the first ``min(k, N)`` clips."""
         return gating._teacher_mean(video, torch.arange(min(k, video.num_clips)), 0)
 
-    monkeypatch.setitem(gating.POLICIES, "first_k",
-                        gating.PolicySpec("first_k", first_k, "k", None, False, False, "teacher on the first k clips"))
+    gating.register_policy(gating.PolicySpec("first_k", first_k, "k", None, False, False, "teacher on the first k clips"))
+    request.addfinalizer(lambda: gating.POLICIES.unregister("first_k"))
     _, store, _ = tiny_run
     result = run_benchmark(tiny_config(), store, recompute=True, timing=False)
     points = result["policies"]["first_k"]
