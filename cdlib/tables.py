@@ -129,12 +129,18 @@ def matched_accuracy_table(result: dict, upper_bound: bool = False) -> pd.DataFr
     return pd.DataFrame(rows).set_index("policy")
 
 
+#: the name of :func:`matched_compute_table`'s column axis, whose labels are the budgets as fractions
+BUDGET_AXIS = "budget (fraction of the dense teacher's FLOPs)"
+
+
 def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
     """Test accuracy of each policy's most accurate point on val within each compute budget.
 
     A budget is a fraction of the dense teacher's FLOPs on val; the point is
     :func:`select_best` on val within it. One row per policy, one column per
-    budget (``"≤ 25%"``); NaN where no point of the policy is that cheap.
+    budget, keyed by the budget itself (``table[0.25]``; the column axis is named
+    :data:`BUDGET_AXIS`), so that callers select by value, not by a label; NaN
+    where no point of the policy is that cheap.
     """
     dense = result["policies"]["dense_teacher"][0]["val_gflops_per_video"]
 
@@ -142,10 +148,11 @@ def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0
         index = select_best(points, budget=budget * dense)
         return points[index]["accuracy"] if index is not None else float("nan")
 
-    table = {f"≤ {b:.0%}": {name: accuracy_within(points, b) for name, points in result["policies"].items()}
+    table = {float(b): {name: accuracy_within(points, b) for name, points in result["policies"].items()}
              for b in budgets}
     frame = pd.DataFrame(table)
     frame.index.name = "policy"
+    frame.columns.name = BUDGET_AXIS
     return frame
 
 
