@@ -25,12 +25,13 @@ from cdlib.bench import (
     select_matched,
     select_points,
     summarize,
+    video_outputs,
 )
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
-from cdlib.gating import get_policy, list_policies
+from cdlib.gating import get_policy, list_policies, run_policy
 from cdlib.tables import (
     BUDGET_AXIS,
     accuracy_table,
@@ -299,6 +300,24 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
         for index, p in enumerate(result["policies"][name]):
             timed = index in picks.values()
             assert p["wall_videos"] == (6 if timed else 2) and ("throughput_wall_ratio_to_dense" in p) == timed
+
+
+def test_teacher_only_videos_carry_no_student():
+    """Per-clip outputs cut into videos: without a student, the videos hold the teacher's clips and nothing in
+    the student's place; with one, its logits and sigmoid scores."""
+    clips = torch.tensor([0, 0, 0, 1, 1])
+    teacher = {"logits": torch.randn(5, 3), "labels": torch.tensor([2, 2, 2, 0, 0]), "video": clips}
+    student = {"logits": torch.randn(5, 3), "score_logit": torch.randn(5), "labels": teacher["labels"], "video": clips}
+    bare = video_outputs(teacher, None)
+    assert [(v.student_logits, v.student_score, v.num_clips, v.label) for v in bare] == [(None, None, 3, 2),
+                                                                                          (None, None, 2, 0)]
+    torch.testing.assert_close(bare[1].teacher(torch.tensor([0, 1])), teacher["logits"][3:])
+    with_student = video_outputs(teacher, student)
+    torch.testing.assert_close(with_student[1].student_logits, student["logits"][3:])
+    torch.testing.assert_close(with_student[0].student_score, torch.sigmoid(student["score_logit"][:3]))
+    assert get_policy("uniform_k").fn(bare[0], 2).teacher_clips == 2
+    with pytest.raises(ConfigError, match="cd_gate: needs the outputs of the 'cd' student"):
+        run_policy("cd_gate", bare, (0.5, 1))
 
 
 def test_the_wall_clock_on_a_fake_clock(tiny_run):
