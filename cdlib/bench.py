@@ -126,15 +126,14 @@ def split_by_video(outputs: dict[str, torch.Tensor], key: str) -> list[torch.Ten
 def video_outputs(teacher: dict, student: dict | None) -> list[VideoOutputs]:
     """One :class:`VideoOutputs` per video of a split from precomputed per-clip outputs.
 
-    ``student`` None (teacher-only policies) puts the teacher's logits in the
-    student slot; those policies never read it.
+    ``student`` None (teacher-only policies): videos without student outputs.
     """
     labels = torch.zeros(int(teacher["video"].max()) + 1, dtype=torch.long)
     labels[teacher["video"]] = teacher["labels"]
     teacher_logits = split_by_video(teacher, "logits")
-    source = student if student is not None else teacher
-    student_logits = split_by_video(source, "logits")
-    scores = split_by_video(source, "score_logit") if "score_logit" in source else [None] * len(labels)
+    none = [None] * len(labels)
+    student_logits = split_by_video(student, "logits") if student is not None else none
+    scores = split_by_video(student, "score_logit") if student is not None and "score_logit" in student else none
     return [
         VideoOutputs.precomputed(s, t, torch.sigmoid(sc) if sc is not None else None, int(y))
         for s, t, sc, y in zip(student_logits, teacher_logits, scores, labels)
@@ -350,9 +349,10 @@ def sweep_policies(cfg: Config, test: dict[str, dict], val: dict[str, dict], cos
             videos[split][variant] = video_outputs(outputs["teacher"], outputs[variant])
     max_clips = max(v.num_clips for split in videos.values() for v in split[None])
 
-    def gflops(run, student):  # teacher-only policies run no student: any student's cost times 0 clips
-        return video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"],
-                            cost["flops_per_clip"][student or "cd"], cost["teacher_flops_per_clip"])
+    def gflops(run, student):
+        student_flops = cost["flops_per_clip"][student] if student is not None else 0.0
+        return video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"], student_flops,
+                            cost["teacher_flops_per_clip"])
 
     result = {}
     for name in policies or list_policies():
@@ -420,11 +420,10 @@ class TimedPipeline:
         self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
                          for v in STUDENTS if v in used}
 
-    def _video(self, spec: PolicySpec, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
-        if spec.student is None:
-            return VideoOutputs(torch.zeros(len(self.clips[v]), 1, device=self.runtime.device), teacher, None,
-                                self.labels[v])
-        return VideoOutputs(logits, teacher, torch.sigmoid(score_logit), self.labels[v])
+    def _video(self, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
+        """Video ``v`` for a policy: its student's outputs if it has a student, else none (teacher-only)."""
+        score = torch.sigmoid(score_logit) if score_logit is not None else None
+        return VideoOutputs(logits, teacher, score, self.labels[v], len(self.clips[v]))
 
     @torch.inference_mode()
     def run_video(self, spec: PolicySpec, knob, v: int, generator: torch.Generator) -> Decision:
@@ -433,7 +432,7 @@ class TimedPipeline:
             x = preprocess(to_device(self.clips[v], self.runtime))
             teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
             outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
-            return spec.fn(self._video(spec, v, teacher, *outputs), knob, generator=generator)
+            return spec.fn(self._video(v, teacher, *outputs), knob, generator=generator)
 
     @torch.inference_mode()
     def run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
@@ -456,7 +455,7 @@ class TimedPipeline:
         decisions, pending = [], []
         for i, (v, start, outputs) in enumerate(zip(videos, starts, per_video)):
             teacher = _GatheredTeacher()
-            video = self._video(spec, v, teacher, *outputs)
+            video = self._video(v, teacher, *outputs)
             state = generator.get_state()
             try:
                 decisions.append(spec.fn(video, knob, generator=generator))

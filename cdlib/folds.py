@@ -21,7 +21,7 @@ from typing import Sequence
 import pandas as pd
 
 from cdlib.config import Config
-from cdlib.data.sources import fold_sources, parse_source
+from cdlib.data.sources import LAYOUTS, fold_sources, parse_source
 from cdlib.progress import log
 
 #: the blocks of a benchmark result that are aggregated (those a result lacks are left out)
@@ -44,7 +44,7 @@ def source_fold(source: str) -> int | str | None:
     if source == "synthetic":
         return None
     kind, kwargs = parse_source(source)
-    return kwargs.get("fold", 1) if kind in ("ucf101", "hmdb51") else None
+    return kwargs.get("fold", 1) if LAYOUTS[kind].folded else None
 
 
 def fold_of(result: dict) -> int | None:

@@ -1,14 +1,15 @@
 """Confidence-gated inference: policies over the per-clip outputs of one video.
 
-A policy sees one video's :class:`VideoOutputs` (student logits on all ``N``
-clips, optionally the distilled score ``s``, and a ``teacher`` callable) and a
-knob, decides which clips the teacher sees and how the clip predictions are
-combined, and returns a :class:`Decision`: the video-level class distribution
-and how many clips each network ran on. Every policy calls ``video.teacher``
-at most once, with exactly the clips it uses (ascending, unique), so its cost
-``student_clips·C_S + teacher_clips·C_T`` follows from the counts, and which
-clips it asks for never depends on the teacher's answer (the benchmark's
-throughput mode relies on this to batch the teacher across videos).
+A policy sees one video's :class:`VideoOutputs` (a ``teacher`` callable and,
+for a policy that uses a student, the student's logits on all ``N`` clips and
+optionally its distilled score ``s``) and a knob, decides which clips the
+teacher sees and how the clip predictions are combined, and returns a
+:class:`Decision`: the video-level class distribution and how many clips each
+network ran on. Every policy calls ``video.teacher`` at most once, with exactly
+the clips it uses (ascending, unique), so its cost ``student_clips·C_S +
+teacher_clips·C_T`` follows from the counts, and which clips it asks for never
+depends on the teacher's answer (the benchmark's throughput mode relies on this
+to batch the teacher across videos).
 
 Every policy has the signature ``fn(video, knob, *, generator=None, memo=None)``.
 ``generator`` feeds the random policies; ``memo`` is a dict the caller owns for
@@ -16,9 +17,9 @@ this one video, in which a policy may keep results that several knobs share
 (``cd_gate`` keeps its teacher combination per ``k`` and ``λ``), so a sweep over
 knobs runs the teacher once per combination. Policies write nowhere else.
 
-Policies are registered in :data:`POLICIES` (``get_policy``, ``list_policies``)
-with their knob and what they consume; :func:`run_policy` evaluates one
-operating point over many videos.
+Policies are registered in the registry :data:`POLICIES` (``register_policy``,
+``get_policy``, ``list_policies``) with their knob and what they consume;
+:func:`run_policy` evaluates one operating point over many videos.
 
 Top-k everywhere: highest signal first, ties broken by the lower clip index,
 ``k`` clipped to ``N``; ``k < 1`` raises :class:`ConfigError`.
@@ -37,6 +38,7 @@ import torch
 from torch import Tensor
 
 from cdlib.errors import ConfigError
+from cdlib.registry import Registry
 
 #: distilled scores are floored at this weight, so a video whose scores all underflow to 0 gets plain means
 MIN_WEIGHT = 1e-12
@@ -58,42 +60,59 @@ class VideoOutputs:
 
     ``teacher`` maps a LongTensor of clip indices to teacher logits
     ``[len, K]``: it indexes precomputed logits (:meth:`precomputed`) or runs the
-    teacher lazily. ``student_score`` is the CD student's distilled confidence
-    ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
+    teacher lazily. ``student_logits [N, K]`` are a student's class logits, or
+    None for a video the teacher alone sees (the policies whose spec has no
+    student: they never read a student, and nothing stands in for one); ``N`` is
+    then ``num_clips``, which must be given, and otherwise is taken from
+    ``student_logits``. ``student_score`` is the CD student's distilled
+    confidence ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
 
     Knob-independent quantities (student softmax, clip orders) are derived once
     per video and cached as properties; treat the tensors as immutable.
     """
 
-    student_logits: Tensor
+    student_logits: Tensor | None
     teacher: Callable[[Tensor], Tensor]
     student_score: Tensor | None = None
     label: int | None = None
+    num_clips: int | None = None
 
     def __post_init__(self):
-        if self.student_logits.ndim != 2 or self.student_logits.shape[0] < 1:
-            raise ValueError(f"student_logits: expected [N, K] with N >= 1, got {tuple(self.student_logits.shape)}")
+        if self.student_logits is not None:
+            if self.student_logits.ndim != 2 or self.student_logits.shape[0] < 1:
+                raise ValueError(f"student_logits: expected [N, K] with N >= 1, got {tuple(self.student_logits.shape)}")
+            if self.num_clips is not None and self.num_clips != self.student_logits.shape[0]:
+                raise ValueError(f"num_clips: {self.num_clips} given, but student_logits has "
+                                 f"{self.student_logits.shape[0]} clips")
+            object.__setattr__(self, "num_clips", self.student_logits.shape[0])  # frozen: set once, here
+        elif self.student_score is not None:
+            raise ValueError("student_score: given without student_logits (the score is a student's output)")
+        elif isinstance(self.num_clips, bool) or not isinstance(self.num_clips, numbers.Integral) \
+                or self.num_clips < 1:
+            raise ValueError(f"num_clips: a video without student_logits needs its clip count >= 1, "
+                             f"got {self.num_clips!r}")
         if self.student_score is not None and self.student_score.shape != (self.num_clips,):
             raise ValueError(f"student_score: expected shape ({self.num_clips},), got {tuple(self.student_score.shape)}")
 
     @classmethod
     def precomputed(
         cls,
-        student_logits: Tensor,
+        student_logits: Tensor | None,
         teacher_logits: Tensor,
         student_score: Tensor | None = None,
         label: int | None = None,
     ) -> "VideoOutputs":
-        """Outputs whose teacher indexes ``teacher_logits [N, K]`` computed beforehand."""
-        if teacher_logits.shape != student_logits.shape:
+        """Outputs whose teacher indexes ``teacher_logits [N, K]`` computed beforehand; ``N`` is the teacher's.
+
+        ``student_logits`` None: a video without a student (teacher-only policies).
+        """
+        if teacher_logits.ndim != 2:
+            raise ValueError(f"teacher_logits: expected [N, K], got {tuple(teacher_logits.shape)}")
+        if student_logits is not None and teacher_logits.shape != student_logits.shape:
             raise ValueError(
                 f"teacher_logits: expected shape {tuple(student_logits.shape)} like student_logits, got {tuple(teacher_logits.shape)}"
             )
-        return cls(student_logits, _Precomputed(teacher_logits), student_score, label)
-
-    @property
-    def num_clips(self) -> int:
-        return self.student_logits.shape[0]
+        return cls(student_logits, _Precomputed(teacher_logits), student_score, label, teacher_logits.shape[0])
 
     @cached_property
     def student_probs(self) -> Tensor:
@@ -156,6 +175,11 @@ def _check_no_knob(policy: str, knob) -> None:
         raise ConfigError(f"{policy}: takes no knob (None), got {knob!r}")
 
 
+def _require_student(policy: str, video: VideoOutputs) -> None:
+    if video.student_logits is None:
+        raise ConfigError(f"{policy}: needs a student's outputs (student_logits); this video has none")
+
+
 def _require_score(policy: str, video: VideoOutputs) -> None:
     if video.student_score is None:
         raise ConfigError(f"{policy}: needs student_score (the CD student's distilled confidence); this video has none")
@@ -185,6 +209,7 @@ def dense_student(video: VideoOutputs, knob=None, *, generator: torch.Generator 
                   memo: dict | None = None) -> Decision:
     """``P = (1/N) Σ_i softmax(z_S,i)`` over all clips; teacher 0, student ``N``."""
     _check_no_knob("dense_student", knob)
+    _require_student("dense_student", video)
     return Decision(video.student_probs.mean(dim=0), 0, video.num_clips)
 
 
@@ -210,6 +235,7 @@ def sampler_maxprob(video: VideoOutputs, k: int, *, generator: torch.Generator |
                     memo: dict | None = None) -> Decision:
     """Teacher mean over the top-k clips by student ``max_k p_i[k]`` (SCSampler-style); student ``N``."""
     k = _check_k("sampler_maxprob", k)
+    _require_student("sampler_maxprob", video)
     return _teacher_mean(video, _top(video.order_by_maxprob, k), video.num_clips)
 
 
@@ -302,11 +328,12 @@ class PolicySpec:
     """A registered policy: its function, knob and what it consumes.
 
     ``knob``: ``"k"``, ``"theta,k,lambda"`` or None. ``student``: which student's
-    outputs it uses (None, or a student of :data:`cdlib.runs.STUDENTS`).
-    ``needs_score``: it reads the distilled score ``s`` (:func:`run_policy` refuses
-    videos without one). ``needs_label``: it reads the video's label, so it is a
-    reference, not a method (figures draw it dashed). ``random``: it draws from
-    the generator (:func:`run_policy` averages ``repeats`` draws).
+    outputs it uses (None, or a student of :data:`cdlib.runs.STUDENTS`);
+    :attr:`needs_student` follows from it. ``needs_score``: it reads the distilled
+    score ``s`` (:func:`run_policy` refuses videos without one). ``needs_label``:
+    it reads the video's label, so it is a reference, not a method (figures draw
+    it dashed). ``random``: it draws from the generator (:func:`run_policy`
+    averages ``repeats`` draws).
     """
 
     name: str
@@ -317,6 +344,11 @@ class PolicySpec:
     needs_label: bool
     description: str
     random: bool = False
+
+    @property
+    def needs_student(self) -> bool:
+        """It reads a student's outputs (``student`` is set): :func:`run_policy` refuses videos without them."""
+        return self.student is not None
 
     def knob_values(self, num_clips: int, thetas: Sequence[float] = (), student_weights: Sequence[float] = (1.0,)
                     ) -> list:
@@ -330,50 +362,58 @@ class PolicySpec:
         return [(theta, k, weight) for theta in thetas for k in ks for weight in student_weights]
 
 
-POLICIES: dict[str, PolicySpec] = {
-    spec.name: spec
-    for spec in [
-        PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
-        PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
-        PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
-        PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips", random=True),
-        PolicySpec(
-            "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
-            "teacher on the top-k clips by the max-softmax of the CE student trained on the teacher's clips",
-        ),
-        PolicySpec(
-            "sampler_ce_all", sampler_maxprob, "k", "ce_all", False, False,
-            "teacher on the top-k clips by the max-softmax of the CE student trained on every clip",
-        ),
-        PolicySpec(
-            "sampler_kd", sampler_maxprob, "k", "kd", False, False,
-            "teacher on the top-k clips by the KD student's max-softmax",
-        ),
-        PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
-        PolicySpec(
-            "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
-            "early exit at student confidence theta, else cd_topk + lambda x student",
-        ),
-        PolicySpec(
-            "cd_gate_da", cd_gate, "theta,k,lambda", "cd_da", True, False,
-            "cd_gate with the distance-aware score s_da = s x g(feature distance) in place of s",
-        ),
-        PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
-    ]
-}
+#: every policy by name (:class:`~cdlib.registry.Registry`), added by :func:`register_policy`
+POLICIES: Registry[PolicySpec] = Registry("policy")
+
+
+def register_policy(spec: PolicySpec) -> PolicySpec:
+    """Add ``spec`` to :data:`POLICIES` under ``spec.name``, with its description; returns it.
+
+    The benchmark sweeps every registered policy and the figures draw it, so a
+    policy registered here needs no other list.
+    """
+    return POLICIES.register(spec.name, spec, spec.description)
+
+
+for _spec in [
+    PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
+    PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
+    PolicySpec("uniform_k", uniform_k, "k", None, False, False, "teacher on k evenly spaced clips"),
+    PolicySpec("random_k", random_k, "k", None, False, False, "teacher on k random clips", random=True),
+    PolicySpec(
+        "sampler_maxprob", sampler_maxprob, "k", "ce", False, False,
+        "teacher on the top-k clips by the max-softmax of the CE student trained on the teacher's clips",
+    ),
+    PolicySpec(
+        "sampler_ce_all", sampler_maxprob, "k", "ce_all", False, False,
+        "teacher on the top-k clips by the max-softmax of the CE student trained on every clip",
+    ),
+    PolicySpec(
+        "sampler_kd", sampler_maxprob, "k", "kd", False, False,
+        "teacher on the top-k clips by the KD student's max-softmax",
+    ),
+    PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
+    PolicySpec(
+        "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
+        "early exit at student confidence theta, else cd_topk + lambda x student",
+    ),
+    PolicySpec(
+        "cd_gate_da", cd_gate, "theta,k,lambda", "cd_da", True, False,
+        "cd_gate with the distance-aware score s_da = s x g(feature distance) in place of s",
+    ),
+    PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
+]:
+    register_policy(_spec)
 
 
 def list_policies() -> list[str]:
-    """Names of the registered policies."""
-    return list(POLICIES)
+    """Names of the registered policies, in registration order."""
+    return POLICIES.names()
 
 
 def get_policy(name: str) -> PolicySpec:
-    """The :class:`PolicySpec` registered as ``name``; :class:`ConfigError` if there is none."""
-    try:
-        return POLICIES[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"policy: unknown policy {name!r}; expected one of {', '.join(POLICIES)}") from None
+    """The :class:`PolicySpec` registered as ``name``; :class:`ConfigError` naming the known policies if there is none."""
+    return POLICIES.get(name)
 
 
 @contextmanager
@@ -421,6 +461,8 @@ def run_policy(
         raise ConfigError("run_policy: accuracy needs every video's label; some have none")
     if memos is not None and len(memos) != len(videos):
         raise ValueError(f"memos: expected one dict per video ({len(videos)}), got {len(memos)}")
+    if spec.needs_student and any(video.student_logits is None for video in videos):
+        raise ConfigError(f"{name}: needs the outputs of the {spec.student!r} student; some videos have none")
     if spec.needs_score and any(video.student_score is None for video in videos):
         raise ConfigError(f"{name}: needs student_score (the CD student's distilled confidence); some videos have none")
     memos = memos if memos is not None else [None] * len(videos)

@@ -10,9 +10,10 @@ label ``y`` and teacher logits ``z_T``::
 ``γ = 0`` is plain knowledge distillation (KD), ``β = γ = 0`` a student trained
 on labels alone (CE): the ablation ladder CE → KD → CD.
 
-The confidence target ``t`` is looked up by name in :data:`CONFIDENCE_TARGETS`
-(``get_target``, ``list_targets``); each maps teacher probabilities ``[B, K]``
-and labels ``[B]`` to targets ``[B]`` in ``[0, 1]``.
+The confidence target ``t`` is looked up by name in the registry
+:data:`CONFIDENCE_TARGETS` (``register_target``, ``get_target``, ``list_targets``);
+each maps teacher probabilities ``[B, K]`` and labels ``[B]`` to targets ``[B]`` in
+``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -27,25 +28,38 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cdlib.errors import ConfigError
+from cdlib.registry import Registry
 
 ConfidenceTarget = Callable[[Tensor, Tensor], Tensor]
 
+#: name -> ``(teacher_probs [B, K], labels [B]) -> [B]`` in ``[0, 1]``; the first registered is the default
+CONFIDENCE_TARGETS: Registry[ConfidenceTarget] = Registry("confidence target")
 
+
+def register_target(name: str, description: str):
+    """Decorator adding a confidence target to :data:`CONFIDENCE_TARGETS` under ``name``, with ``description``."""
+    return CONFIDENCE_TARGETS.register(name, description=description)
+
+
+@register_target("true_class_prob", "the teacher's probability of the right class, q[y]")
 def true_class_prob(teacher_probs: Tensor, labels: Tensor) -> Tensor:
     """``t = q[y]``: how much the teacher believes the right answer on this clip."""
     return teacher_probs.gather(1, labels.long().unsqueeze(1)).squeeze(1)
 
 
+@register_target("max_prob", "the teacher's top probability, max_k q[k] (label-free)")
 def max_prob(teacher_probs: Tensor, labels: Tensor) -> Tensor:
     """``t = max_k q[k]``: the teacher's own confidence (label-free)."""
     return teacher_probs.max(dim=1).values
 
 
+@register_target("correct", "1 if the teacher's top class is the label, else 0")
 def correct(teacher_probs: Tensor, labels: Tensor) -> Tensor:
     """``t = 1[argmax_k q[k] = y]``: teacher correctness (ties: the lowest class index wins)."""
     return (teacher_probs.argmax(dim=1) == labels).to(teacher_probs.dtype)
 
 
+@register_target("neg_entropy", "one minus the teacher's normalised entropy, 1 - H(q)/log K (label-free)")
 def neg_entropy(teacher_probs: Tensor, labels: Tensor) -> Tensor:
     """``t = 1 − H(q) / log K`` with ``H(q) = −Σ_k q[k] log q[k]`` (``0·log 0 = 0``), label-free.
 
@@ -58,26 +72,14 @@ def neg_entropy(teacher_probs: Tensor, labels: Tensor) -> Tensor:
     return (1.0 - entropy / math.log(num_classes)).clamp(0.0, 1.0)
 
 
-#: name -> ``(teacher_probs [B, K], labels [B]) -> [B]`` in ``[0, 1]``; the first is the default.
-CONFIDENCE_TARGETS: dict[str, ConfidenceTarget] = {
-    "true_class_prob": true_class_prob,
-    "max_prob": max_prob,
-    "correct": correct,
-    "neg_entropy": neg_entropy,
-}
-
-
 def list_targets() -> list[str]:
     """Names of the registered confidence targets, the default first."""
-    return list(CONFIDENCE_TARGETS)
+    return CONFIDENCE_TARGETS.names()
 
 
 def get_target(name: str) -> ConfidenceTarget:
-    """The confidence target registered as ``name``; :class:`ConfigError` if there is none."""
-    try:
-        return CONFIDENCE_TARGETS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"target: unknown confidence target {name!r}; expected one of {', '.join(CONFIDENCE_TARGETS)}") from None
+    """The confidence target registered as ``name``; :class:`ConfigError` naming the known targets if there is none."""
+    return CONFIDENCE_TARGETS.get(name)
 
 
 class LossOutput(NamedTuple):

@@ -250,7 +250,7 @@ def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, 
     from cdlib.train import set_determinism
 
     alphas = _check_alphas(alphas)
-    store = runs._store(store)
+    store = runs.resolve_store(store)
     spec = {
         "probe": which, "model": runs.model_spec_of(cfg, which), "split": split,
         "clips": runs.data_spec(cfg, split), "alphas": list(alphas),

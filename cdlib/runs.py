@@ -48,7 +48,9 @@ _MODEL_CODE = ("cdlib.train", "cdlib.data.loading", "cdlib.device", "cdlib.distr
 _DATA_CODE = ("cdlib.data.base", "cdlib.data.synthetic")
 
 
-def _store(store: ArtifactStore | None) -> ArtifactStore:
+def resolve_store(store: ArtifactStore | None) -> ArtifactStore:
+    """``store``, or the default :class:`~cdlib.artifacts.ArtifactStore` when None: what every ``store=None``
+    argument of this module and of the modules built on it (:mod:`cdlib.probes`) means."""
     return store if store is not None else ArtifactStore()
 
 
@@ -105,7 +107,7 @@ def _clips_cached(root: str, data_key: str, split: str, cfg_json: str, in_memory
 def get_bank(cfg: Config, split: str, store: ArtifactStore | None = None) -> ClipBank:
     """All clips of ``split`` in memory (synthetic banks are cached on disk, real videos decoded once)."""
     spec = data_spec(cfg, split)
-    return _bank_cached(str(_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True))
+    return _bank_cached(str(resolve_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True))
 
 
 def get_clips(cfg: Config, split: str, store: ArtifactStore | None = None) -> ClipIndex:
@@ -119,7 +121,7 @@ def get_clips(cfg: Config, split: str, store: ArtifactStore | None = None) -> Cl
     """
     spec = data_spec(cfg, split)
     choice = resolve_runtime(cfg).in_memory
-    return _clips_cached(str(_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True), choice)
+    return _clips_cached(str(resolve_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True), choice)
 
 
 def get_dataset(cfg: Config, split: str):
@@ -170,13 +172,13 @@ def teacher_spec(cfg: Config) -> dict:
 
 def _require_pretrained(name: str, weights: str, kind: str, spec: dict, store: ArtifactStore | None) -> None:
     """Fail now, before the data set is decoded, if a model still to train lacks its pretrained weights file."""
-    if weights and not (_store(store).directory(kind, spec) / PAYLOAD).exists():
+    if weights and not (resolve_store(store).directory(kind, spec) / PAYLOAD).exists():
         require_weights(name, weights)
 
 
 def _fit(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, objective_for, init_seed: int, kind: str,
          store: ArtifactStore | None, weights: str = "", unused_parameters: bool = False) -> TrainedModel:
-    store = _store(store)
+    store = resolve_store(store)
     train_bank = get_clips(cfg, "train", store)
     num_classes = train_bank.num_classes
 
@@ -329,7 +331,7 @@ def get_features(cfg: Config, split: str, store: ArtifactStore | None = None) ->
     (:class:`cdlib.distance.FeatureStudent`), cached like its outputs."""
     from cdlib.distance import FeatureStudent
 
-    store = _store(store)
+    store = resolve_store(store)
     spec = {"model": student_spec(cfg, "cd"), "split": split, "clips": data_spec(cfg, split),
             "numerics": resolve_runtime(cfg).numerics()}
 
@@ -385,7 +387,7 @@ def get_distance_fit(cfg: Config, store: ArtifactStore | None = None) -> Distanc
         log(f"distance-aware confidence chosen on val: {chosen} (val AUROC {val_auroc[chosen]:.3f})")
         return {**distance.candidates_state(candidates), "val_auroc": val_auroc, "chosen": chosen}
 
-    payload = distributed.get_or_create(_store(store), "distance", distance_spec(cfg), build)
+    payload = distributed.get_or_create(resolve_store(store), "distance", distance_spec(cfg), build)
     return DistanceFit(distance.candidates_from_state(payload), dict(payload["val_auroc"]), payload["chosen"])
 
 
@@ -407,7 +409,7 @@ def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None
     Also carries the bank's ``labels``, ``video``, ``position`` and ``informative``
     so that every consumer indexes clips the same way.
     """
-    store = _store(store)
+    store = resolve_store(store)
     spec = {"model": model_spec_of(cfg, which), "split": split, "clips": data_spec(cfg, split),
             "numerics": resolve_runtime(cfg).numerics()}
 

@@ -129,12 +129,18 @@ def matched_accuracy_table(result: dict, upper_bound: bool = False) -> pd.DataFr
     return pd.DataFrame(rows).set_index("policy")
 
 
+#: the name of :func:`matched_compute_table`'s column axis, whose labels are the budgets as fractions
+BUDGET_AXIS = "budget (fraction of the dense teacher's FLOPs)"
+
+
 def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
     """Test accuracy of each policy's most accurate point on val within each compute budget.
 
     A budget is a fraction of the dense teacher's FLOPs on val; the point is
     :func:`select_best` on val within it. One row per policy, one column per
-    budget (``"≤ 25%"``); NaN where no point of the policy is that cheap.
+    budget, keyed by the budget itself (``table[0.25]``; the column axis is named
+    :data:`BUDGET_AXIS`), so that callers select by value, not by a label; NaN
+    where no point of the policy is that cheap.
     """
     dense = result["policies"]["dense_teacher"][0]["val_gflops_per_video"]
 
@@ -142,10 +148,11 @@ def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0
         index = select_best(points, budget=budget * dense)
         return points[index]["accuracy"] if index is not None else float("nan")
 
-    table = {f"≤ {b:.0%}": {name: accuracy_within(points, b) for name, points in result["policies"].items()}
+    table = {float(b): {name: accuracy_within(points, b) for name, points in result["policies"].items()}
              for b in budgets}
     frame = pd.DataFrame(table)
     frame.index.name = "policy"
+    frame.columns.name = BUDGET_AXIS
     return frame
 
 
@@ -187,6 +194,35 @@ def sweep_table(results: Sequence[dict], key: str, budget: float = 0.25) -> pd.D
                 "best accuracy (upper bound)": selected_point(result, name, "upper_bound_best")["accuracy"],
             })
     return pd.DataFrame(rows)
+
+
+def distance_table(results: Sequence[dict], key: str) -> pd.DataFrame:
+    """The distance-aware candidates of ``results``' ``distance`` blocks, mean over seeds.
+
+    Rows: ``(method, quantile)``; columns: ``val AUROC`` (on the val clips, which
+    chose the candidate used) and the test AUROC at each value of the swept
+    ``key`` (e.g. ``data.test_shift``), all for "the teacher is right on a clip".
+    """
+    rows = []
+    for result in results:
+        for candidate in result["distance"]["candidates"].values():
+            index = {"seed": result["seed"], "method": candidate["method"], "quantile": candidate["quantile"]}
+            rows.append({**index, "column": "val AUROC", "auroc": candidate["val_auroc"]})
+            rows.append({**index, "column": config_value(result, key), "auroc": candidate["test_auroc"]})
+    frame = pd.DataFrame(rows).drop_duplicates(["seed", "method", "quantile", "column"])
+    table = frame.pivot_table(index=["method", "quantile"], columns="column", values="auroc", aggfunc="mean", sort=False)
+    table.columns.name = f"AUROC (test columns: {key})"
+    return table[["val AUROC", *[c for c in table.columns if c != "val AUROC"]]]
+
+
+def chosen_distance(results: Sequence[dict]) -> str:
+    """The distance-aware candidate val chose, per distinct seed: ``"gaussian@0.99"`` when every seed chose it,
+    else each choice with its number of seeds (``"gaussian@0.99 (2 seeds), knn@0.95 (1 seed)"``)."""
+    by_seed = {result["seed"]: result["distance"]["chosen"] for result in results}
+    counts = pd.Series(list(by_seed.values())).value_counts(sort=False)
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{name} ({n} seed{'s' * (n > 1)})" for name, n in counts.items())
 
 
 def signal_table(outputs: dict[str, dict]) -> pd.DataFrame:

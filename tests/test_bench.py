@@ -25,13 +25,15 @@ from cdlib.bench import (
     select_matched,
     select_points,
     summarize,
+    video_outputs,
 )
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
-from cdlib.gating import get_policy, list_policies
+from cdlib.gating import get_policy, list_policies, run_policy
 from cdlib.tables import (
+    BUDGET_AXIS,
     accuracy_table,
     config_value,
     headline_table,
@@ -300,6 +302,47 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
             assert p["wall_videos"] == (6 if timed else 2) and ("throughput_wall_ratio_to_dense" in p) == timed
 
 
+def test_teacher_only_videos_carry_no_student():
+    """Per-clip outputs cut into videos: without a student, the videos hold the teacher's clips and nothing in
+    the student's place; with one, its logits and sigmoid scores."""
+    clips = torch.tensor([0, 0, 0, 1, 1])
+    teacher = {"logits": torch.randn(5, 3), "labels": torch.tensor([2, 2, 2, 0, 0]), "video": clips}
+    student = {"logits": torch.randn(5, 3), "score_logit": torch.randn(5), "labels": teacher["labels"], "video": clips}
+    bare = video_outputs(teacher, None)
+    assert [(v.student_logits, v.student_score, v.num_clips, v.label) for v in bare] == [(None, None, 3, 2),
+                                                                                          (None, None, 2, 0)]
+    torch.testing.assert_close(bare[1].teacher(torch.tensor([0, 1])), teacher["logits"][3:])
+    with_student = video_outputs(teacher, student)
+    torch.testing.assert_close(with_student[1].student_logits, student["logits"][3:])
+    torch.testing.assert_close(with_student[0].student_score, torch.sigmoid(student["score_logit"][:3]))
+    assert get_policy("uniform_k").fn(bare[0], 2).teacher_clips == 2
+    with pytest.raises(ConfigError, match="cd_gate: needs the outputs of the 'cd' student"):
+        run_policy("cd_gate", bare, (0.5, 1))
+
+
+def test_the_distance_aware_student_is_evaluated_counted_and_reported(tiny_run):
+    cfg, store, result = tiny_run
+    cost = result["cost"]
+    assert set(cost["gflops_per_clip"]) == {"teacher", *runs.STUDENTS}
+    # the distance runs inside the cd_da student: more FLOPs than the CD student, counted in its policy
+    assert cost["gflops_per_clip"]["cd_da"] > cost["gflops_per_clip"]["cd"] == cost["student_gflops_per_clip"]
+    for name, student in (("cd_gate", "cd"), ("cd_gate_da", "cd_da")):
+        for p in result["policies"][name]:
+            expected = (p["student_clips_per_video"] * cost["gflops_per_clip"][student]
+                        + p["teacher_clips_per_video"] * cost["teacher_gflops_per_clip"])
+            assert p["gflops_per_video"] == pytest.approx(expected)
+    # every (method, quantile) tried, val's choice reported, and cd_da is the chosen candidate's score
+    block = result["distance"]
+    assert list(block["candidates"]) == [f"{m}@{q:g}" for m in cfg.distance.methods for q in cfg.distance.quantiles]
+    chosen = block["candidates"][block["chosen"]]
+    assert chosen["val_auroc"] == max(c["val_auroc"] for c in block["candidates"].values())
+    assert chosen["test_auroc"] == pytest.approx(result["confidence_auroc"]["cd_da"], abs=1e-6)
+    summary = result["summary"]
+    for name in result["policies"]:
+        best = result["selected"][name]["best"]
+        assert summary["best_accuracy"][name] == result["policies"][name][best]["accuracy"]
+
+
 def test_the_wall_clock_on_a_fake_clock(tiny_run):
     """Every timed call takes one tick of the clock: each ratio of totals is 1, and the seconds per video
     say how many calls a video took in each mode (one per video one at a time, one per batch of 4 in batches)."""
@@ -395,9 +438,12 @@ def test_the_matched_tables_read_the_points_chosen_on_val():
     assert upper["accuracy"] == 0.7 and upper["FLOPs ratio"] == pytest.approx(0.2)
     # within a budget on val: the most accurate val point, its test accuracy
     compute = matched_compute_table(result, budgets=(0.1, 0.25, 0.5))
-    assert list(compute.columns) == ["≤ 10%", "≤ 25%", "≤ 50%"]
-    assert compute.loc["cd_gate", "≤ 25%"] == 0.7 and compute.loc["cd_gate", "≤ 50%"] == 0.66
-    assert pd.isna(compute.loc["cd_gate", "≤ 10%"]) and compute.loc["dense_student", "≤ 10%"] == 0.3
+    assert list(compute.columns) == [0.1, 0.25, 0.5] and compute.columns.name == BUDGET_AXIS  # keyed by value
+    assert compute.loc["cd_gate", 0.25] == 0.7 and compute.loc["cd_gate", 0.5] == 0.66
+    assert pd.isna(compute.loc["cd_gate", 0.1]) and compute.loc["dense_student", 0.1] == 0.3
+    # the chapter's selection: the mean over seeds, by the budget's value
+    means = pd.concat([compute, compute]).groupby("policy", sort=False).mean()
+    assert means.loc["cd_gate", 0.25] == 0.7 and list(means.columns) == [0.1, 0.25, 0.5]
     headline = headline_table(result).loc["cd_gate"]
     assert headline["best accuracy"] == 0.66 and headline["best accuracy (upper bound)"] == 0.8
     assert headline["matched: accuracy"] == 0.62 and headline["best: FLOPs ratio"] == pytest.approx(0.5)
@@ -456,7 +502,7 @@ def test_an_untimed_request_returns_the_cached_timed_result(tiny_run):
     assert not (store.root / "bench" / store.key(benchmark_spec(cfg, timing=False))).exists()
 
 
-def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_run, tmp_path, monkeypatch):
+def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_run, tmp_path, request):
     """Nothing lists the policies by hand: one registered here reaches the JSON, the summary and the plots."""
     import matplotlib
 
@@ -470,8 +516,8 @@ def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_r
         """Teacher mean over the first ``min(k, N)`` clips."""
         return gating._teacher_mean(video, torch.arange(min(k, video.num_clips)), 0)
 
-    monkeypatch.setitem(gating.POLICIES, "first_k",
-                        gating.PolicySpec("first_k", first_k, "k", None, False, False, "teacher on the first k clips"))
+    gating.register_policy(gating.PolicySpec("first_k", first_k, "k", None, False, False, "teacher on the first k clips"))
+    request.addfinalizer(lambda: gating.POLICIES.unregister("first_k"))
     _, store, _ = tiny_run
     result = run_benchmark(tiny_config(), store, recompute=True, timing=False)
     points = result["policies"]["first_k"]
@@ -502,3 +548,25 @@ def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_re
     expected = [*list_policies(), *list_targets(), *runs.STUDENTS, *result, *selections,
                 "val_videos", "test_videos", "skipped"]
     assert [name for name in expected if name not in named] == []
+
+
+def test_distance_table_averages_each_candidate_over_seeds_per_swept_value():
+    from cdlib.tables import chosen_distance, distance_table
+
+    def result(seed, shift, chosen, aurocs):
+        candidates = {f"{m}@0.99": {"method": m, "quantile": 0.99, "val_auroc": v, "test_auroc": t}
+                      for m, (v, t) in aurocs.items()}
+        return {"seed": seed, "config": {"data": {"test_shift": shift}},
+                "distance": {"chosen": chosen, "candidates": candidates}}
+
+    results = [result(0, 0.0, "gaussian@0.99", {"gaussian": (0.8, 0.9), "knn": (0.7, 0.6)}),
+               result(0, 1.0, "gaussian@0.99", {"gaussian": (0.8, 0.5), "knn": (0.7, 0.4)}),
+               result(1, 0.0, "knn@0.99", {"gaussian": (0.6, 0.7), "knn": (0.9, 0.8)}),
+               result(1, 1.0, "knn@0.99", {"gaussian": (0.6, 0.3), "knn": (0.9, 0.2)})]
+    table = distance_table(results, "data.test_shift")
+    assert list(table.columns) == ["val AUROC", 0.0, 1.0]
+    assert table.loc[("gaussian", 0.99), "val AUROC"] == pytest.approx(0.7)  # once per seed, not per shift
+    assert table.loc[("gaussian", 0.99), 1.0] == pytest.approx(0.4)
+    assert table.loc[("knn", 0.99), 0.0] == pytest.approx(0.7)
+    assert chosen_distance(results) == "gaussian@0.99 (1 seed), knn@0.99 (1 seed)"
+    assert chosen_distance(results[:2]) == "gaussian@0.99"

@@ -135,12 +135,13 @@ def test_rules_between_fields(overrides, named):
     assert named in str(info.value)
 
 
-def test_names_are_read_from_their_registries_when_checked(monkeypatch):
+def test_names_are_read_from_their_registries_when_checked(request):
     from cdlib import losses
 
     with pytest.raises(ConfigError, match="distill.target: unknown confidence target 'margin'"):
         profile_config("ci").replace(**{"distill.target": "margin"})
-    monkeypatch.setitem(losses.CONFIDENCE_TARGETS, "margin", losses.CONFIDENCE_TARGETS["max_prob"])
+    losses.register_target("margin", "the max_prob target under another name")(losses.max_prob)
+    request.addfinalizer(lambda: losses.CONFIDENCE_TARGETS.unregister("margin"))
     assert profile_config("ci").replace(**{"distill.target": "margin"}).distill.target == "margin"
 
 

@@ -281,6 +281,58 @@ def test_run_policy_refuses_videos_without_the_score_a_policy_needs(name):
         run_policy(name, [video, unscored], get_policy(name).knob_values(4, THETAS)[0])
 
 
+TEACHER_ONLY = ("dense_teacher", "uniform_k", "random_k", "oracle")
+
+
+def _without_student(video):
+    """The same video with the teacher's outputs only: no student logits or score, its clip count given."""
+    return VideoOutputs(None, video.teacher, label=video.label, num_clips=video.num_clips)
+
+
+def test_the_teacher_only_policies_are_those_without_a_student():
+    assert [name for name in list_policies() if not get_policy(name).needs_student] == list(TEACHER_ONLY)
+    assert all(spec.needs_student == (spec.student is not None) for spec in POLICIES.values())
+
+
+@pytest.mark.parametrize("name", TEACHER_ONLY)
+def test_teacher_only_policies_decide_as_before_on_videos_without_a_student(name):
+    videos = [_video(n=5, seed=seed) for seed in range(8)]
+    bare = [_without_student(video) for video in videos]
+    assert all(video.student_logits is None and video.num_clips == 5 for video in bare)
+    for knob in get_policy(name).knob_values(5, THETAS):
+        for video, alone in zip(videos, bare):
+            with_student, without = _run(name, video, knob), _run(name, alone, knob)
+            torch.testing.assert_close(without.probs, with_student.probs, rtol=0, atol=0)
+            assert (without.teacher_clips, without.student_clips) == (with_student.teacher_clips, 0)
+        assert run_policy(name, bare, knob, repeats=3) == run_policy(name, videos, knob, repeats=3)
+
+
+@pytest.mark.parametrize("name", [name for name in list_policies() if get_policy(name).needs_student])
+def test_a_policy_that_needs_a_student_refuses_a_video_without_one(name):
+    video = _video(n=4, seed=2)
+    knob = get_policy(name).knob_values(4, THETAS)[0]
+    with pytest.raises(ConfigError, match=rf"{name}: needs the outputs of the '\w+' student"):
+        run_policy(name, [video, _without_student(video)], knob)
+    with pytest.raises(ConfigError, match="needs a student's outputs|needs student_score"):  # called directly
+        _run(name, _without_student(video), knob)
+
+
+def test_a_video_without_a_student_needs_its_clip_count_and_no_score():
+    video = _video(n=4, seed=2)
+    precomputed = VideoOutputs.precomputed(None, video.teacher.logits, label=1)
+    assert precomputed.student_logits is None and precomputed.num_clips == 4
+    with pytest.raises(ValueError, match="num_clips"):
+        VideoOutputs(None, video.teacher, label=1)
+    with pytest.raises(ValueError, match="num_clips"):
+        VideoOutputs(None, video.teacher, label=1, num_clips=0)
+    with pytest.raises(ValueError, match="student_score: given without student_logits"):
+        VideoOutputs(None, video.teacher, torch.rand(4), 1, num_clips=4)
+    with pytest.raises(ValueError, match="num_clips: 3 given, but student_logits has 4 clips"):
+        VideoOutputs(video.student_logits, video.teacher, num_clips=3)
+    with pytest.raises(ValueError, match="teacher_logits"):
+        VideoOutputs.precomputed(None, video.teacher.logits[0])
+
+
 def test_knob_values():
     assert get_policy("dense_teacher").knob_values(4, THETAS) == [None]
     assert get_policy("uniform_k").knob_values(4, THETAS) == [1, 2, 3, 4]

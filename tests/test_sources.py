@@ -9,12 +9,15 @@ import pytest
 from cdlib.config import DataConfig
 from cdlib.data.layouts import UCF101Videos, build_layout_dataset
 from cdlib.data.sources import (
-    SOURCE_FORMS,
+    LAYOUTS,
+    Layout,
     check_source,
     describe_source,
     fold_sources,
     normalize_source,
     parse_source,
+    register_layout,
+    source_forms,
 )
 from cdlib.errors import ConfigError, DataError
 
@@ -27,7 +30,7 @@ def assert_refused(source, path, *words):
     assert message.startswith(f"{path}: "), message
     for word in words:
         assert word in message, (word, message)
-    assert "Accepted data sources: " + ", ".join(SOURCE_FORMS) in message
+    assert "Accepted data sources: " + ", ".join(source_forms()) in message
 
 
 def test_fold_all_is_a_form_of_its_own():
@@ -96,3 +99,30 @@ def test_describe_source_names_the_data():
     assert describe_source("ucf101:/d/UCF101:all") == "the UCF101-layout videos at /d/UCF101, every fold"
     assert describe_source("ucf101:/d/UCF101") == "the UCF101-layout videos at /d/UCF101, fold 1"
     assert describe_source("kinetics:/k") == "the Kinetics-layout videos at /k"
+
+
+def test_the_forms_are_those_of_the_registered_layouts():
+    assert source_forms() == ["synthetic", "ucf101:<root>[:fold]", "ucf101:<root>:<annotation_dir>[:fold]",
+                              "hmdb51:<root>:<split_dir>[:fold]", "kinetics:<root>"]
+
+
+def test_a_registered_layout_is_accepted_wherever_a_source_is(request):
+    """A layout registered once is parsed, described, checked and opened, with no other list to edit."""
+    checked = []
+
+    class FlatVideos:
+        def __init__(self, **kwargs):
+            self.kwargs, self.skipped = kwargs, []
+
+    register_layout(Layout("flat", paths=("root",), required=1, title="Flat", description="a flat folder of videos",
+                           check=checked.append, dataset=FlatVideos))
+    request.addfinalizer(lambda: LAYOUTS.unregister("flat"))
+    assert source_forms()[-1] == "flat:<root>"
+    assert parse_source("flat:/v") == ("flat", {"root": "/v"})
+    assert describe_source("flat:/v") == "the Flat-layout videos at /v"
+    check_source("flat:/v")
+    assert checked == [{"root": "/v"}]
+    with pytest.raises(ConfigError, match="wrong number of fields for flat"):
+        parse_source("flat:/v:all")  # no folds: 'all' is a second path
+    dataset = build_layout_dataset(DataConfig(source="flat:/v"), "test")
+    assert isinstance(dataset, FlatVideos) and dataset.kwargs["root"] == "/v" and dataset.kwargs["split"] == "test"

@@ -68,13 +68,15 @@ from cdlib.data.sources import (
     ALL_FOLDS,
     HMDB51_LAYOUT,
     KINETICS_LAYOUT,
-    SOURCE_FORMS,
+    LAYOUTS,
     UCF101_LAYOUT,
     hmdb51_split_files,
     kinetics_split_folders,
     normalize_source,
     parse_source,
+    register_layout,
     require_folder,
+    source_forms,
     ucf101_annotation_dir,
 )
 from cdlib.data.sources import abspath as _abspath
@@ -85,14 +87,15 @@ from cdlib.progress import log, progress_bar
 __all__ = [
     "HMDB51Videos",
     "KineticsVideos",
-    "SOURCE_FORMS",
     "UCF101Videos",
     "VIDEO_EXTENSIONS",
     "build_layout_dataset",
     "hold_out_val",
     "normalize_source",
     "parse_source",
+    "register_layout",
     "skipped_videos",
+    "source_forms",
     "video_group",
 ]
 
@@ -634,13 +637,11 @@ class KineticsVideos(_LayoutDataset):
 # data.source
 
 
-_LAYOUTS = {"ucf101": UCF101Videos, "hmdb51": HMDB51Videos, "kinetics": KineticsVideos}
-
-
 def build_layout_dataset(
     data_cfg, split: str, seed: int = 0, strict: bool = False, cache_dir=None, progress: bool = True
 ) -> _LayoutDataset:
-    """The ``split`` of the real data set named by ``data_cfg.source`` (see :func:`parse_source`).
+    """The ``split`` of the real data set named by ``data_cfg.source`` (see :func:`parse_source`), opened by the
+    data set class of its layout (:data:`cdlib.data.sources.LAYOUTS`).
 
     Uses ``data_cfg.height``, ``width``, ``clip_length``, ``max_clips`` and
     ``val_fraction``; ``seed`` seeds the validation hold-out. ``cache_dir`` is the
@@ -652,7 +653,7 @@ def build_layout_dataset(
             f"data.source: fold {ALL_FOLDS!r} in {data_cfg.source!r} stands for one data set per fold; build them one "
             "by one (cdlib.data.sources.fold_sources), or run them with cdlib.folds / python -m cdlib bench"
         )
-    dataset = _LAYOUTS[kind](
+    dataset = LAYOUTS[kind].dataset_class()(
         split=split,
         height=data_cfg.height,
         width=data_cfg.width,

@@ -1,6 +1,6 @@
 """Data sources: the strings that name a data set (``--data``, ``data.source``), checked before any work.
 
-Forms (:data:`SOURCE_FORMS`)::
+Forms (:func:`source_forms`)::
 
     synthetic                                   the embedded generator (default)
     ucf101:<root>[:fold]                        split files in <root>/ucfTrainTestlist/ or <root>/splits/
@@ -12,6 +12,11 @@ Forms (:data:`SOURCE_FORMS`)::
 exist, run one by one and aggregated (:mod:`cdlib.folds`). Paths may be relative
 to the working directory and cannot contain ``:``.
 
+Each real layout is a :class:`Layout` in the registry :data:`LAYOUTS`
+(``register_layout``): its name, path fields and folds, how its folders are
+checked, and the data set class that opens it (:mod:`cdlib.data.layouts`). Parsing,
+describing and checking a source, and listing its folds, go through it.
+
 A source a user names is used or refused, never replaced: :func:`check_source`
 looks at the folders and split files without decoding anything and raises a
 :class:`~cdlib.errors.DataError` that names the path, says what was expected there
@@ -22,24 +27,20 @@ files with the same functions. This module imports no video or tensor library.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cdlib.errors import ConfigError, DataError
+from cdlib.registry import Registry
 
 __all__ = [
-    "ALL_FOLDS", "SOURCE_FORMS", "DefaultSource", "check_source", "describe_source", "fold_sources", "hmdb51_split_files", "kinetics_split_folders",
-    "normalize_source", "parse_source", "refuse", "ucf101_annotation_dir",
+    "ALL_FOLDS", "LAYOUTS", "DefaultSource", "Layout", "check_source", "describe_source", "fold_sources",
+    "hmdb51_split_files", "kinetics_split_folders", "normalize_source", "parse_source", "refuse", "register_layout",
+    "source_forms", "ucf101_annotation_dir",
 ]
-
-SOURCE_FORMS = (
-    "synthetic",
-    "ucf101:<root>[:fold]",
-    "ucf101:<root>:<annotation_dir>[:fold]",
-    "hmdb51:<root>:<split_dir>[:fold]",
-    "kinetics:<root>",
-)
 
 #: the fold field that means "every fold"
 ALL_FOLDS = "all"
@@ -48,7 +49,70 @@ _FOLD_NOTE = f"(fold: 1, 2, ... or {ALL_FOLDS!r} for every fold)"
 UCF101_LAYOUT = "a UCF101 tree: <root>/<Class>/*.avi and <root>/ucfTrainTestlist/{classInd,trainlist0F,testlist0F}.txt"
 HMDB51_LAYOUT = "an HMDB51 tree: <root>/<class>/*.avi (splits in <split_dir>/<class>_test_split{F}.txt)"
 KINETICS_LAYOUT = "a Kinetics tree: <root>/{train,val,test}/<class>/*.mp4"
-_FOLDED = ("ucf101", "hmdb51")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A folder layout of real videos, named in ``data.source`` as ``<name>:<path>[:<path>...][:fold]``.
+
+    ``paths``: the path fields after the name, in order, the first ``root`` (the data
+    root); the first ``required`` must be given, the others may be left out (None
+    once parsed).
+    ``title`` names it in words ("the UCF101-layout videos at ..."). ``description``:
+    the tree it expects, quoted when a folder is refused. ``check(fields)`` refuses
+    (:func:`refuse`) a parsed source whose folders or split files are missing,
+    without decoding anything. ``folds(fields)``, for a layout with numbered folds
+    (then the last field may be a fold, or ``all``), returns the folds whose split
+    files exist and, for the error when there are none, what was expected where.
+    ``dataset`` is the :class:`~cdlib.data.base.ClipDataset` class that opens the
+    videos (called with ``split``, the data settings and the parsed fields), or its
+    import path ``"module:Class"``: imported only when a data set is opened, so that
+    parsing and checking a source need no video library.
+    """
+
+    name: str
+    paths: tuple[str, ...]
+    required: int
+    title: str
+    description: str
+    check: Callable[[dict], None]
+    dataset: type | str
+    folds: Callable[[dict], tuple[list[int], str]] | None = None
+
+    @property
+    def folded(self) -> bool:
+        return self.folds is not None
+
+    def forms(self) -> list[str]:
+        """The source forms this layout accepts, e.g. ``ucf101:<root>[:fold]``."""
+        fold = "[:fold]" if self.folded else ""
+        return [":".join([self.name, *(f"<{p}>" for p in self.paths[:n])]) + fold
+                for n in range(self.required, len(self.paths) + 1)]
+
+    def dataset_class(self) -> type:
+        """The data set class, imported from its path if it was given as one."""
+        if not isinstance(self.dataset, str):
+            return self.dataset
+        module, _, name = self.dataset.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+#: every real layout ``data.source`` can name (:class:`~cdlib.registry.Registry`), added by :func:`register_layout`
+LAYOUTS: Registry[Layout] = Registry("data layout")
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Add ``layout`` to :data:`LAYOUTS` under its name, with its description; returns it.
+
+    ``data.source`` then accepts its forms everywhere: config checks, ``--data``,
+    :func:`check_source`, :func:`fold_sources` and the data set builders.
+    """
+    return LAYOUTS.register(layout.name, layout, layout.description)
+
+
+def source_forms() -> list[str]:
+    """The accepted forms of ``data.source``: ``synthetic``, then every registered layout's (:meth:`Layout.forms`)."""
+    return ["synthetic", *(form for layout in LAYOUTS.values() for form in layout.forms())]
 
 
 def abspath(path) -> Path:
@@ -58,12 +122,12 @@ def abspath(path) -> Path:
 
 
 def _source_error(source: str, why: str) -> ConfigError:
-    return ConfigError(f"data.source: {why} in {source!r}; accepted forms: {', '.join(SOURCE_FORMS)} {_FOLD_NOTE}")
+    return ConfigError(f"data.source: {why} in {source!r}; accepted forms: {', '.join(source_forms())} {_FOLD_NOTE}")
 
 
 def refuse(path, problem: str, expected: str) -> DataError:
     """The error for a named path that cannot be used: the path, what is wrong, what was expected, the forms."""
-    return DataError(f"{path}: {problem}; expected {expected}. Accepted data sources: {', '.join(SOURCE_FORMS)} "
+    return DataError(f"{path}: {problem}; expected {expected}. Accepted data sources: {', '.join(source_forms())} "
                      f"{_FOLD_NOTE}")
 
 
@@ -79,9 +143,10 @@ def parse_source(source: str) -> tuple[str, dict]:
     """``data.source`` → ``(layout, keyword arguments)``, e.g.
     ``"ucf101:data/ucf:2"`` → ``("ucf101", {"root": "data/ucf", "annotation_dir": None, "fold": 2})``.
 
-    Fields are separated by ``:``, so paths cannot contain one. A trailing field of
-    digits, or ``all``, is the fold: ``ucf101:<root>:<annotation_dir>`` needs an
-    annotation folder whose name is neither (write ``./all`` for a folder named ``all``).
+    Fields are separated by ``:``, so paths cannot contain one. In a layout with folds,
+    a trailing field of digits, or ``all``, is the fold: ``ucf101:<root>:<annotation_dir>``
+    needs an annotation folder whose name is neither (write ``./all`` for a folder named
+    ``all``). The fields are the layout's :attr:`Layout.paths`, None where left out.
     Only the form is checked here; :func:`check_source` looks at the folders.
     """
     if not isinstance(source, str) or ":" not in source:
@@ -90,29 +155,25 @@ def parse_source(source: str) -> tuple[str, dict]:
     parts = rest.split(":")
     if any(not p.strip() for p in parts):
         raise _source_error(source, "an empty field")
+    if kind not in LAYOUTS:
+        raise _source_error(source, f"unknown layout {kind!r}")
+    layout = LAYOUTS[kind]
     fold = None
-    if kind in _FOLDED and len(parts) > 1 and (parts[-1].strip().isdigit() or parts[-1].strip() == ALL_FOLDS):
+    if layout.folded and len(parts) > 1 and (parts[-1].strip().isdigit() or parts[-1].strip() == ALL_FOLDS):
         last = parts.pop().strip()
         fold = ALL_FOLDS if last == ALL_FOLDS else int(last)
         if fold != ALL_FOLDS and fold < 1:
             raise _source_error(source, f"fold {fold} (folds start at 1)")
-    if kind == "ucf101" and len(parts) in (1, 2):
-        kwargs = {"root": parts[0], "annotation_dir": parts[1] if len(parts) == 2 else None}
-    elif kind == "hmdb51" and len(parts) == 2:
-        kwargs = {"root": parts[0], "split_dir": parts[1]}
-    elif kind == "kinetics" and len(parts) == 1:
-        kwargs = {"root": parts[0]}
-    elif kind in ("ucf101", "hmdb51", "kinetics"):
+    if not layout.required <= len(parts) <= len(layout.paths):
         raise _source_error(source, f"the wrong number of fields for {kind}")
-    else:
-        raise _source_error(source, f"unknown layout {kind!r}")
+    kwargs = {field: parts[i] if i < len(parts) else None for i, field in enumerate(layout.paths)}
     if fold is not None:
         kwargs["fold"] = fold
     return kind, kwargs
 
 
 def _format(kind: str, kwargs: dict) -> str:
-    paths = [str(kwargs[name]) for name in ("root", "annotation_dir", "split_dir") if kwargs.get(name)]
+    paths = [str(kwargs[name]) for name in LAYOUTS[kind].paths if kwargs.get(name)]
     fold = [str(kwargs["fold"])] if "fold" in kwargs else []
     return ":".join([kind, *paths, *fold])
 
@@ -123,13 +184,10 @@ def normalize_source(source: str) -> str:
     if source == "synthetic":
         return source
     kind, kwargs = parse_source(source)
-    for name in ("root", "annotation_dir", "split_dir"):
+    for name in LAYOUTS[kind].paths:
         if kwargs.get(name):
             kwargs[name] = abspath(kwargs[name])
     return _format(kind, kwargs)
-
-
-_LAYOUT_NAMES = {"ucf101": "UCF101-layout", "hmdb51": "HMDB51-layout", "kinetics": "Kinetics-layout"}
 
 
 def describe_source(source: str) -> str:
@@ -137,11 +195,12 @@ def describe_source(source: str) -> str:
     if source == "synthetic":
         return "the embedded synthetic videos"
     kind, kwargs = parse_source(source)
-    text = f"the {_LAYOUT_NAMES[kind]} videos at {kwargs['root']}"
+    layout = LAYOUTS[kind]
+    text = f"the {layout.title}-layout videos at {kwargs['root']}"
     fold = kwargs.get("fold")
     if fold == ALL_FOLDS:
         return text + ", every fold"
-    return text + (f", fold {fold or 1}" if kind in _FOLDED else "")
+    return text + (f", fold {fold or 1}" if layout.folded else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +260,18 @@ def _ucf101_folds(root: Path, annotation_dir) -> list[int]:
     return []
 
 
+def _check_ucf101(fields: dict) -> None:
+    root = require_folder(fields["root"], "data root", UCF101_LAYOUT)
+    ucf101_annotation_dir(root, fields.get("fold", 1), fields["annotation_dir"])
+
+
+def _ucf101_source_folds(fields: dict) -> tuple[list[int], str]:
+    root = require_folder(fields["root"], "data root", UCF101_LAYOUT)
+    folds = _ucf101_folds(root, fields["annotation_dir"])
+    where = fields["annotation_dir"] or f"{root}/ucfTrainTestlist or {root}/splits"
+    return folds, f"trainlist0F.txt and testlist0F.txt in {where}"
+
+
 def hmdb51_split_files(split_dir, fold: int) -> list[Path]:
     """The ``<class>_test_split{fold}.txt`` files of ``split_dir``, sorted; refused if there are none."""
     folder = require_folder(split_dir, "HMDB51 split folder",
@@ -220,6 +291,17 @@ def _hmdb51_folds(split_dir: Path) -> list[int]:
                    if (m := re.search(r"_test_split(\d+)\.txt$", p.name))})
 
 
+def _check_hmdb51(fields: dict) -> None:
+    require_folder(fields["root"], "data root", HMDB51_LAYOUT)
+    hmdb51_split_files(fields["split_dir"], fields.get("fold", 1))
+
+
+def _hmdb51_source_folds(fields: dict) -> tuple[list[int], str]:
+    require_folder(fields["root"], "data root", HMDB51_LAYOUT)
+    folds = _hmdb51_folds(require_folder(fields["split_dir"], "HMDB51 split folder", HMDB51_LAYOUT))
+    return folds, f"<class>_test_splitF.txt files in {fields['split_dir']}"
+
+
 def _has_class_folders(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
 
@@ -235,6 +317,10 @@ def kinetics_split_folders(root) -> dict[str, Path]:
     return folders
 
 
+def _check_kinetics(fields: dict) -> None:
+    kinetics_split_folders(fields["root"])
+
+
 # ----------------------------------------------------------------------------- checking and folds
 
 
@@ -246,15 +332,7 @@ def fold_sources(source: str) -> list[str]:
     kind, kwargs = parse_source(source)
     if kwargs.get("fold") != ALL_FOLDS:
         return [source]
-    if kind == "ucf101":
-        root = require_folder(kwargs["root"], "data root", UCF101_LAYOUT)
-        folds = _ucf101_folds(root, kwargs["annotation_dir"])
-        where = kwargs["annotation_dir"] or f"{root}/ucfTrainTestlist or {root}/splits"
-        expected = f"trainlist0F.txt and testlist0F.txt in {where}"
-    else:
-        require_folder(kwargs["root"], "data root", HMDB51_LAYOUT)
-        folds = _hmdb51_folds(require_folder(kwargs["split_dir"], "HMDB51 split folder", HMDB51_LAYOUT))
-        expected = f"<class>_test_splitF.txt files in {kwargs['split_dir']}"
+    folds, expected = LAYOUTS[kind].folds(kwargs)
     if not folds:
         raise refuse(kwargs["root"], "fold 'all': no fold has split files", expected)
     return [_format(kind, {**kwargs, "fold": fold}) for fold in folds]
@@ -270,11 +348,16 @@ def check_source(source: str) -> None:
         if one == "synthetic":
             continue
         kind, kwargs = parse_source(one)
-        if kind == "ucf101":
-            root = require_folder(kwargs["root"], "data root", UCF101_LAYOUT)
-            ucf101_annotation_dir(root, kwargs.get("fold", 1), kwargs["annotation_dir"])
-        elif kind == "hmdb51":
-            require_folder(kwargs["root"], "data root", HMDB51_LAYOUT)
-            hmdb51_split_files(kwargs["split_dir"], kwargs.get("fold", 1))
-        else:
-            kinetics_split_folders(kwargs["root"])
+        LAYOUTS[kind].check(kwargs)
+
+
+# ----------------------------------------------------------------------------- the built-in layouts
+
+register_layout(Layout("ucf101", paths=("root", "annotation_dir"), required=1, title="UCF101",
+                       description=UCF101_LAYOUT, check=_check_ucf101, dataset="cdlib.data.layouts:UCF101Videos",
+                       folds=_ucf101_source_folds))
+register_layout(Layout("hmdb51", paths=("root", "split_dir"), required=2, title="HMDB51",
+                       description=HMDB51_LAYOUT, check=_check_hmdb51, dataset="cdlib.data.layouts:HMDB51Videos",
+                       folds=_hmdb51_source_folds))
+register_layout(Layout("kinetics", paths=("root",), required=1, title="Kinetics",
+                       description=KINETICS_LAYOUT, check=_check_kinetics, dataset="cdlib.data.layouts:KineticsVideos"))

@@ -12,7 +12,8 @@ instance) converts the clips itself in its first layer, so one preprocessed clip
 serves every model.
 
 ``create_model(name, num_classes=K, weights=...)`` builds any registered model;
-``list_models(role)`` lists them and ``model_spec(name)`` says what each takes:
+``list_models(role)`` lists them (the registry :data:`MODELS`, with their descriptions)
+and ``model_spec(name)`` says what each takes:
 its declared clip shape, the smallest it accepts, its input statistics and the
 torchvision architecture whose pretrained weights it loads.
 
@@ -36,6 +37,7 @@ from cdlib.errors import WeightsError
 from cdlib.models import pretrained, small  # noqa: F401  (registers the models)
 from cdlib.models.core import (
     MEAN,
+    MODELS,
     STD,
     ModelSpec,
     Renormalize,
@@ -52,7 +54,7 @@ from cdlib.models.small import _cheap_view
 from cdlib.models.weights import load_weights, require_weights_file, weights_fingerprint
 
 __all__ = [
-    "MEAN", "STD", "ModelSpec", "Renormalize", "create_meta_model", "create_model", "inference_module",
+    "MEAN", "MODELS", "STD", "ModelSpec", "Renormalize", "create_meta_model", "create_model", "inference_module",
     "list_models", "load_weights", "model_fingerprint", "model_spec", "parameter_groups", "preprocess",
     "register_model", "require_weights", "weights_fingerprint", "weights_key",
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cdlib.errors import ConfigError, WeightsError
+from cdlib.registry import Registry
 
 # Per-channel normalisation of uint8 frames scaled to [0, 1] (Kinetics statistics,
 # as torchvision's video models use them).
@@ -114,13 +115,14 @@ class ModelSpec:
     weights_arch: str | None = None
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+#: every model by name (:class:`~cdlib.registry.Registry`), added by :func:`register_model`
+MODELS: Registry[ModelSpec] = Registry("model")
 
 
 def register_model(name: str, role: str, input_shape: tuple[int, int, int, int], description: str, *,
                    min_input_shape: tuple[int, int, int, int] | None = None, mean=MEAN, std=STD,
                    weights_arch: str | None = None):
-    """Decorator adding a model builder to the registry under ``name`` (see :class:`ModelSpec` for the fields).
+    """Decorator adding a model builder to :data:`MODELS` under ``name`` (see :class:`ModelSpec` for the fields).
 
     A builder takes ``num_classes`` and, if ``weights_arch`` is set, ``pretrained``:
     None or ``(state_dict, source)`` of the torchvision network
@@ -130,22 +132,21 @@ def register_model(name: str, role: str, input_shape: tuple[int, int, int, int],
         raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
 
     def decorate(builder):
-        _REGISTRY[name] = ModelSpec(name, role, builder, input_shape, description, min_input_shape or input_shape,
-                                    tuple(mean), tuple(std), weights_arch)
+        MODELS.register(name, ModelSpec(name, role, builder, input_shape, description, min_input_shape or input_shape,
+                                        tuple(mean), tuple(std), weights_arch), description)
         return builder
 
     return decorate
 
 
 def list_models(role: str | None = None) -> list[str]:
-    """Registered model names, optionally only teachers or only students."""
-    return sorted(name for name, spec in _REGISTRY.items() if role is None or spec.role == role)
+    """Registered model names, sorted, optionally only teachers or only students."""
+    return sorted(name for name, spec in MODELS.items() if role is None or spec.role == role)
 
 
 def model_spec(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    """The :class:`ModelSpec` registered as ``name``; :class:`ConfigError` naming the known models if there is none."""
+    return MODELS.get(name)
 
 
 def create_model(name: str, num_classes: int, weights: str = "", **kwargs) -> nn.Module:
@@ -164,7 +165,7 @@ def create_model(name: str, num_classes: int, weights: str = "", **kwargs) -> nn
     spec = model_spec(name)
     if weights:
         if spec.weights_arch is None:
-            takes = ", ".join(n for n in list_models() if _REGISTRY[n].weights_arch)
+            takes = ", ".join(n for n in list_models() if MODELS[n].weights_arch)
             raise WeightsError(f"model {name!r} takes no pretrained weights (got {weights!r}); models that do: {takes}")
         kwargs["pretrained"] = load_weights(spec.weights_arch, weights)
     return spec.builder(num_classes=num_classes, **kwargs)
