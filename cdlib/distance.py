@@ -56,8 +56,8 @@ METHODS = ("gaussian", "knn")
 
 # ----------------------------------------------------------------------------- features
 
-def score_head_of(model: nn.Module) -> tuple[nn.Module, str]:
-    """The module that holds ``model``'s one ``score_head`` and the head's attribute name in it.
+def score_head_name(model: nn.Module) -> str:
+    """The dotted name of ``model``'s one ``score_head`` module.
 
     Every two-headed student of :mod:`cdlib.models` has exactly one module named
     ``score_head`` (torchvision students nest it); a model without one cannot
@@ -67,8 +67,7 @@ def score_head_of(model: nn.Module) -> tuple[nn.Module, str]:
     if len(found) != 1:
         raise ConfigError(f"{type(model).__name__} has {len(found)} modules named score_head, expected one: "
                           "distance-aware confidence needs a CD student")
-    parent, _, attribute = found[0].rpartition(".")
-    return (model.get_submodule(parent) if parent else model), attribute
+    return found[0]
 
 
 class FeatureStudent(nn.Module):
@@ -81,12 +80,12 @@ class FeatureStudent(nn.Module):
     def __init__(self, student: nn.Module):
         super().__init__()
         self.student = student
-        parent, attribute = score_head_of(student)
-        self._head = getattr(parent, attribute)
+        self.head_name = score_head_name(student)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         caught: list[Tensor] = []
-        hook = self._head.register_forward_hook(lambda _module, inputs, _output: caught.append(inputs[0]))
+        head = self.student.get_submodule(self.head_name)
+        hook = head.register_forward_hook(lambda _module, inputs, _output: caught.append(inputs[0]))
         try:
             logits, score_logit = self.student(x)
         finally:
@@ -331,7 +330,8 @@ def with_distance_head(student: nn.Module, confidence: DistanceConfidence) -> nn
     """A copy of ``student`` whose ``score_head`` is ``confidence``'s :class:`DistanceAwareHead`: the same class
     logits, and ``σ(score_logit) = s_da``. ``student`` itself is not changed."""
     copied = copy.deepcopy(student)
-    parent, attribute = score_head_of(copied)
+    parent_name, _, attribute = score_head_name(copied).rpartition(".")
+    parent = copied.get_submodule(parent_name)
     setattr(parent, attribute, confidence.head(getattr(parent, attribute)))
     return copied.eval()
 
