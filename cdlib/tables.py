@@ -1,11 +1,12 @@
 """Tables of benchmark results for the command line and the book: pandas DataFrames and the CLI summary.
 
 Everything here reads finished results (:func:`cdlib.bench.run_benchmark`) or
-per-clip outputs (:func:`cdlib.bench.collect_outputs`) and computes nothing the
-benchmark caches; :func:`ablation_table` runs the benchmark for each variant.
-Kept apart from :mod:`cdlib.bench` so that a relabelled column or a reformatted
-line changes no artifact key: the benchmark's key hashes the modules that
-compute its numbers, and this is not one of them.
+per-clip outputs (:func:`cdlib.evaluation.collect_outputs`) and computes nothing
+the benchmark caches; :func:`ablation_table` runs the benchmark for each variant.
+Kept apart from the benchmark's modules so that a relabelled column or a
+reformatted line changes no artifact key: the benchmark's key hashes the modules
+that compute its numbers (:data:`cdlib.bench.RESULT_CODE`), and this is not one
+of them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pandas as pd
 import torch
 
 from cdlib.artifacts import ArtifactStore
-from cdlib.bench import confidence_signals, run_benchmark, select_best, teacher_correct
+from cdlib.bench import run_benchmark
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config
+from cdlib.evaluation import confidence_signals, teacher_correct
 from cdlib.progress import progress_bar
+from cdlib.selection import select_best
 
 
 # ----------------------------------------------------------------------------- the headline and the command line's summary

@@ -1,6 +1,7 @@
-"""The benchmark (cdlib.bench) and the runs it builds on (cdlib.runs): curve summaries and the selection
-rules against direct computations, the wall-clock ratio on a fake clock, the JSON contract of the
-benchmark module on a tiny end-to-end run, caching, and which config fields retrain which models."""
+"""The benchmark (cdlib.bench, cdlib.evaluation, cdlib.selection, cdlib.timing) and the runs it builds on
+(cdlib.runs): curve summaries and the selection rules against direct computations, the wall-clock ratio on a
+fake clock, the JSON contract of the benchmark module on a tiny end-to-end run, caching, and which config
+fields retrain which models."""
 
 from __future__ import annotations
 
@@ -13,25 +14,14 @@ import torch
 from cdlib import runs
 from cdlib.__main__ import main
 from cdlib.artifacts import ArtifactStore
-from cdlib.bench import (
-    TimedPipeline,
-    benchmark_spec,
-    ce_baseline,
-    curve_area,
-    measure_wall_clock,
-    pareto_front,
-    run_benchmark,
-    select_best,
-    select_matched,
-    select_points,
-    summarize,
-    video_outputs,
-)
+from cdlib.bench import benchmark_spec, run_benchmark
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
+from cdlib.evaluation import video_outputs
 from cdlib.gating import get_policy, list_policies, run_policy
+from cdlib.selection import ce_baseline, curve_area, pareto_front, select_best, select_matched, select_points, summarize
 from cdlib.tables import (
     BUDGET_AXIS,
     accuracy_table,
@@ -42,6 +32,7 @@ from cdlib.tables import (
     signal_table,
     sweep_table,
 )
+from cdlib.timing import TimedPipeline, measure_wall_clock
 
 TINY = {
     "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
