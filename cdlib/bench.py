@@ -83,7 +83,6 @@ from cdlib.evaluation import (
     measure_cost,
     signal_quality,
     sweep_policies,
-    teacher_correct,
 )
 from cdlib.progress import log, progress_bar
 from cdlib.runs import STUDENTS, model_spec_of
@@ -137,15 +136,15 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
         wall_clock = None
         if timing:
             wall_clock = measure_wall_clock(cfg, policies, select_points(policies), store)
-        quality = signal_quality(confidence_signals(test), teacher_correct(test["teacher"]))
+        quality = signal_quality(confidence_signals(test), test["teacher"].correct)
         val_auroc = {name: q["auroc"] for name, q in
-                     signal_quality(confidence_signals(val), teacher_correct(val["teacher"])).items()}
+                     signal_quality(confidence_signals(val), val["teacher"].correct).items()}
         return {
             "version": VERSION,
             "profile": cfg.profile,
             "seed": cfg.seed,
-            "data": {**dataclasses.asdict(cfg.data), "val_videos": int(val["teacher"]["video"].max()) + 1,
-                     "test_videos": int(test["teacher"]["video"].max()) + 1,
+            "data": {**dataclasses.asdict(cfg.data), "val_videos": val["teacher"].num_videos,
+                     "test_videos": test["teacher"].num_videos,
                      "skipped": skipped_videos(cfg.data, cfg.seed)},
             "config_hash": config_hash(cfg),
             "config": dataclasses.asdict(cfg),

@@ -21,12 +21,21 @@ from cdlib.config import Config
 from cdlib.cost import flops_per_clip, video_gflops
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
 from cdlib.progress import progress_bar
-from cdlib.runs import STUDENT_VARIANTS, STUDENTS, get_clips, get_distance_fit, get_features, get_model, get_outputs
+from cdlib.runs import (
+    STUDENT_VARIANTS,
+    STUDENTS,
+    ClipOutputs,
+    get_clips,
+    get_distance_fit,
+    get_features,
+    get_model,
+    get_outputs,
+)
 
 
 # ----------------------------------------------------------------------------- outputs and cost
 
-def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, dict]:
+def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, ClipOutputs]:
     """Per-clip outputs of the teacher and every student of the ladder on ``split``."""
     return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *STUDENTS)}
 
@@ -53,32 +62,25 @@ def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
 
 # ----------------------------------------------------------------------------- per-video outputs
 
-def split_by_video(outputs: dict[str, torch.Tensor], key: str) -> list[torch.Tensor]:
-    """Cut a per-clip tensor into one tensor per video (clips are stored video by video)."""
-    counts = torch.bincount(outputs["video"]).tolist()
-    return list(torch.split(outputs[key], counts))
-
-
-def video_outputs(teacher: dict, student: dict | None) -> list[VideoOutputs]:
-    """One :class:`VideoOutputs` per video of a split from precomputed per-clip outputs.
+def video_outputs(teacher: ClipOutputs, student: ClipOutputs | None) -> list[VideoOutputs]:
+    """One :class:`VideoOutputs` per video of a split from the teacher's and a student's per-clip outputs.
 
     ``student`` None (teacher-only policies): videos without student outputs.
     """
-    labels = torch.zeros(int(teacher["video"].max()) + 1, dtype=torch.long)
-    labels[teacher["video"]] = teacher["labels"]
-    teacher_logits = split_by_video(teacher, "logits")
-    none = [None] * len(labels)
-    student_logits = split_by_video(student, "logits") if student is not None else none
-    scores = split_by_video(student, "score_logit") if student is not None and "score_logit" in student else none
+    student_logits = scores = [None] * teacher.num_videos
+    if student is not None:
+        student_logits = student.split_by_video(student.logits)
+        if student.score_logit is not None:
+            scores = student.split_by_video(student.score)
     return [
-        VideoOutputs.precomputed(s, t, torch.sigmoid(sc) if sc is not None else None, int(y))
-        for s, t, sc, y in zip(student_logits, teacher_logits, scores, labels)
+        VideoOutputs.precomputed(s, t, sc, int(y))
+        for s, t, sc, y in zip(student_logits, teacher.split_by_video(teacher.logits), scores, teacher.video_labels())
     ]
 
 
 # ----------------------------------------------------------------------------- policies
 
-def sweep_policies(cfg: Config, test: dict[str, dict], val: dict[str, dict], cost: dict,
+def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, ClipOutputs], cost: dict,
                    policies: Sequence[str] | None = None) -> dict[str, list[dict]]:
     """Accuracy and cost of every policy over its whole knob range, on the test and on the val videos.
 
@@ -122,7 +124,7 @@ def sweep_policies(cfg: Config, test: dict[str, dict], val: dict[str, dict], cos
 
 # ----------------------------------------------------------------------------- confidence signals
 
-def confidence_signals(outputs: dict[str, dict]) -> dict[str, torch.Tensor]:
+def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tensor]:
     """Per-clip confidence signals on the same clips: the CD score, its distance-aware form and each model's
     max-softmax.
 
@@ -131,10 +133,10 @@ def confidence_signals(outputs: dict[str, dict]) -> dict[str, torch.Tensor]:
     teacher's clips, ``ce_all_maxprob`` the CE student trained on every clip (as
     the KD and CD students).
     """
-    maxprob = {which: outputs[which]["logits"].softmax(-1).amax(-1) for which in ("teacher", *STUDENT_VARIANTS)}
+    maxprob = {which: outputs[which].logits.softmax(-1).amax(-1) for which in ("teacher", *STUDENT_VARIANTS)}
     return {
-        "cd": torch.sigmoid(outputs["cd"]["score_logit"]),
-        "cd_da": torch.sigmoid(outputs["cd_da"]["score_logit"]),
+        "cd": outputs["cd"].score,
+        "cd_da": outputs["cd_da"].score,
         "student_maxprob": maxprob["ce"],
         "ce_all_maxprob": maxprob["ce_all"],
         "kd_maxprob": maxprob["kd"],
@@ -143,14 +145,13 @@ def confidence_signals(outputs: dict[str, dict]) -> dict[str, torch.Tensor]:
     }
 
 
-def distance_report(cfg: Config, test: dict[str, dict], store: ArtifactStore | None = None) -> dict:
+def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict:
     """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.runs.get_distance_fit`)
     with its ``method``, ``quantile``, gate ``reference`` and ``scale``, its ``val_auroc`` (what chose it) and
     its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal)."""
     fit = get_distance_fit(cfg, store)
     features = get_features(cfg, "test", store)
-    score = torch.sigmoid(test["cd"]["score_logit"])
-    correct = teacher_correct(test["teacher"])
+    score, correct = test["cd"].score, test["teacher"].correct
     candidates = {}
     for name, confidence in fit.candidates.items():
         method, _, quantile = name.partition("@")
@@ -158,11 +159,6 @@ def distance_report(cfg: Config, test: dict[str, dict], store: ArtifactStore | N
                             "scale": confidence.gate.scale, "val_auroc": fit.val_auroc[name],
                             "test_auroc": auroc(confidence(score, features), correct)}
     return {"chosen": fit.chosen, "candidates": candidates}
-
-
-def teacher_correct(teacher: dict) -> torch.Tensor:
-    """Whether the teacher's top class on each clip is the video's label."""
-    return teacher["logits"].argmax(-1) == teacher["labels"]
 
 
 def signal_quality(signals: dict[str, torch.Tensor], correct: torch.Tensor) -> dict[str, dict[str, float]]:
