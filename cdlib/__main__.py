@@ -53,7 +53,7 @@ def join_processes(cfg) -> bool:
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.runs import dense_accuracy, get_outputs, get_teacher, weights_sha256
+    from cdlib.runs import get_outputs, get_teacher, weights_sha256
     from cdlib.train import clip_accuracy
 
     _, configs = run_configs(args)
@@ -64,7 +64,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         test = get_outputs(cfg, "teacher", "test", store)
         if not main_process:
             continue
-        scores = {"clip_accuracy": clip_accuracy(test["logits"], test["labels"]), "video_accuracy": dense_accuracy(test),
+        scores = {"clip_accuracy": clip_accuracy(test.logits, test.labels), "video_accuracy": test.dense_accuracy(),
                   "weights_sha256": weights_sha256(trained.model)}
         print(f"teacher {trained.name} ({trained.key}), profile {cfg.profile}, seed {cfg.seed}, data {cfg.data.source}")
         print(f"clip-level test accuracy:  {scores['clip_accuracy']:.4f}")
@@ -80,7 +80,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_train_students(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.runs import STUDENT_VARIANTS, dense_accuracy, get_outputs, get_student
+    from cdlib.runs import STUDENT_VARIANTS, get_outputs, get_student
     from cdlib.train import clip_accuracy
 
     _, configs = run_configs(args)
@@ -93,7 +93,7 @@ def cmd_train_students(args: argparse.Namespace) -> int:
             if main_process:
                 print(
                     f"student {variant} {trained.name} ({trained.key}), data {cfg.data.source}: clip accuracy "
-                    f"{clip_accuracy(test['logits'], test['labels']):.4f}, video accuracy {dense_accuracy(test):.4f}"
+                    f"{clip_accuracy(test.logits, test.labels):.4f}, video accuracy {test.dense_accuracy():.4f}"
                 )
         if main_process:
             print_skipped(skipped_videos(cfg.data, cfg.seed))

@@ -263,7 +263,7 @@ class BenchConfig:
     random_repeats: Positive = 5  # draws averaged for random_k
     wall_selected_videos: Positive = 100  # test videos timed for the points chosen on val (all if fewer)
     wall_videos: Count = 0  # test videos timed for the other points of each curve (0: not timed)
-    wall_repeats: Positive = 4  # passes over the timed points (see cdlib.bench.measure_wall_clock)
+    wall_repeats: Positive = 4  # passes over the timed points (see cdlib.timing.measure_wall_clock)
     throughput_batch: Positive = 16  # videos per batch in the throughput timing
     num_threads: Positive = 2
 

@@ -258,7 +258,7 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     b = cfg.bench
     points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights))
                  for name in list_policies())
-    # cdlib.bench.measure_wall_clock: the matched and best points of every policy, in latency and throughput
+    # cdlib.timing.measure_wall_clock: the matched and best points of every policy, in latency and throughput
     # mode, on bench.wall_selected_videos videos; every other point in latency mode on bench.wall_videos.
     selected_runs = 2 * len(list_policies()) * 2 * min(b.wall_selected_videos, size.test_videos)
     timed_clips = (b.wall_repeats * (selected_runs + points * b.wall_videos) + points) * size.clips_per_video

@@ -231,7 +231,7 @@ def model_temperature(cfg, which: str = "teacher", store=None) -> float:
     if which == "teacher":
         return runs.teacher_temperature(cfg, store)
     val = runs.get_outputs(cfg, which, "val", store)
-    return fit_temperature(val["logits"], val["labels"])
+    return fit_temperature(val.logits, val.labels)
 
 
 def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, max_clips: int = 2000,
@@ -263,7 +263,7 @@ def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, 
         temperature = model_temperature(cfg, which, store)
         set_determinism(cfg.bench.num_threads)
         table = probe_model(trained.model, runs.get_bank(cfg, split, store), temperature, alphas, max_clips,
-                            num_noise, seed=cfg.seed, logits=outputs["logits"])
+                            num_noise, seed=cfg.seed, logits=outputs.logits)
         return _to_payload(table)
 
     return _from_payload(store.get_or_create("probe", spec, build))
@@ -300,7 +300,7 @@ def teacher_calibration(cfg, store=None, split: str = "test", n_bins: int = 15) 
 
     outputs = runs.get_outputs(cfg, "teacher", split, store)
     temperature = runs.teacher_temperature(cfg, store)
-    return calibration_summary(outputs["logits"], outputs["labels"], outputs["informative"], temperature, n_bins)
+    return calibration_summary(outputs.logits, outputs.labels, outputs.informative, temperature, n_bins)
 
 
 def reliability_table(logits, labels, informative, temperature: float, n_bins: int = 15) -> pd.DataFrame:

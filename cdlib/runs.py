@@ -3,10 +3,10 @@
 Everything here is asked for by config and built on first use: the clip banks
 of the data splits, the teacher, the student ladder (CE, KD and CD students, all
 from the same initialisation and data), the teacher's calibration temperature,
-and every model's per-clip outputs on every split. Each is stored in the
-:class:`~cdlib.artifacts.ArtifactStore` under a hash of what made it (including
-the source of the modules involved), so a chapter never retrains what the
-benchmark or another chapter already trained.
+and every model's per-clip outputs on every split (:class:`ClipOutputs`). Each
+is stored in the :class:`~cdlib.artifacts.ArtifactStore` under a hash of what
+made it (including the source of the modules involved), so a chapter never
+retrains what the benchmark or another chapter already trained.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
     teacher_logits = None
     target_temperature = 1.0
     if variant not in LABEL_ONLY_VARIANTS:
-        teacher_logits = get_outputs(cfg, "teacher", "train", store)["logits"]
+        teacher_logits = get_outputs(cfg, "teacher", "train", store).logits
         if weights.get("calibrated_teacher"):
             target_temperature = teacher_temperature(cfg, store)
     loss_args = {k: v for k, v in weights.items() if k != "calibrated_teacher"}
@@ -381,9 +381,8 @@ def get_distance_fit(cfg: Config, store: ArtifactStore | None = None) -> Distanc
             get_features(cfg, "train", store), get_clips(cfg, "train", store).labels, get_features(cfg, "val", store),
             d.methods, d.quantiles, shrinkage=d.shrinkage, k=d.knn_k, max_bank=d.knn_bank, seed=cfg.seed)
         val_cd, val_teacher = get_outputs(cfg, "cd", "val", store), get_outputs(cfg, "teacher", "val", store)
-        chosen, val_auroc = distance.select_confidence(
-            candidates, torch.sigmoid(val_cd["score_logit"]), get_features(cfg, "val", store),
-            val_teacher["logits"].argmax(-1) == val_teacher["labels"])
+        chosen, val_auroc = distance.select_confidence(candidates, val_cd.score, get_features(cfg, "val", store),
+                                                       val_teacher.correct)
         log(f"distance-aware confidence chosen on val: {chosen} (val AUROC {val_auroc[chosen]:.3f})")
         return {**distance.candidates_state(candidates), "val_auroc": val_auroc, "chosen": chosen}
 
@@ -403,11 +402,67 @@ def get_distance_student(cfg: Config, store: ArtifactStore | None = None) -> Tra
 
 # ----------------------------------------------------------------------------- outputs
 
-def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None = None) -> dict[str, torch.Tensor]:
-    """Per-clip outputs of the teacher or a student on ``split``: ``logits`` and, for students, ``score_logit``.
+@dataclass(frozen=True, eq=False)  # eq: tensors have no single truth value
+class ClipOutputs:
+    """One model's outputs on every clip of a split, with the split's bookkeeping of its clips.
 
-    Also carries the bank's ``labels``, ``video``, ``position`` and ``informative``
-    so that every consumer indexes clips the same way.
+    ``M`` clips of ``K`` classes, stored video by video (as in
+    :class:`~cdlib.data.base.ClipIndex`): clip ``m`` belongs to video
+    ``video[m]`` at ``position[m]`` inside it and carries the video's label
+    ``labels[m]``; ``informative[m]`` is 1/0 where the data say whether the clip
+    shows the action, -1 where they do not. ``logits [M, K]`` are the model's
+    class logits, ``score_logit [M]`` a student's confidence logit (None for the
+    teacher, which has no confidence head).
+    """
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    video: torch.Tensor
+    position: torch.Tensor
+    informative: torch.Tensor
+    score_logit: torch.Tensor | None = None
+
+    @property
+    def num_videos(self) -> int:
+        return int(self.video.max()) + 1
+
+    @property
+    def score(self) -> torch.Tensor | None:
+        """The confidence ``s = σ(score_logit)`` per clip, ``[M]`` (None without a confidence head)."""
+        return torch.sigmoid(self.score_logit) if self.score_logit is not None else None
+
+    @property
+    def correct(self) -> torch.Tensor:
+        """Whether the model's top class on each clip is the video's label, bool ``[M]``."""
+        return self.logits.argmax(-1) == self.labels
+
+    def video_labels(self) -> torch.Tensor:
+        """Label of each video, ``[num_videos]``."""
+        labels = torch.zeros(self.num_videos, dtype=torch.long)
+        labels[self.video] = self.labels
+        return labels
+
+    def split_by_video(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """A per-clip tensor ``[M, ...]`` cut into one tensor per video, in video order."""
+        return list(torch.split(values, torch.bincount(self.video).tolist()))
+
+    def video_probs(self) -> torch.Tensor:
+        """Dense averaging: the mean clip softmax of each video, ``[num_videos, K]``."""
+        probs = self.logits.softmax(-1)
+        total = torch.zeros(self.num_videos, probs.shape[1]).index_add_(0, self.video, probs)
+        return total / torch.bincount(self.video, minlength=self.num_videos).unsqueeze(1)
+
+    def dense_accuracy(self) -> float:
+        """Video-level accuracy of averaging the clip softmax over all clips of each video."""
+        return float((self.video_probs().argmax(1) == self.video_labels()).float().mean())
+
+
+def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None = None) -> ClipOutputs:
+    """Per-clip outputs of the teacher or a student on ``split``, with the clips' labels, videos and positions
+    from the split's clips, so that every consumer indexes clips the same way.
+
+    The artifact holds the model's outputs alone (``logits`` and, for students,
+    ``score_logit``); the bookkeeping comes from :func:`get_clips`.
     """
     store = resolve_store(store)
     spec = {"model": model_spec_of(cfg, which), "split": split, "clips": data_spec(cfg, split),
@@ -419,10 +474,10 @@ def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None
         configure_backend(runtime)
         return predict(trained.model, get_clips(cfg, split, store), desc=f"{which} on {split}", runtime=runtime)
 
-    outputs = dict(distributed.get_or_create(store, "outputs", spec, build))
+    predicted = distributed.get_or_create(store, "outputs", spec, build)
     bank = get_clips(cfg, split, store)
-    outputs.update(labels=bank.labels, video=bank.video, position=bank.position, informative=bank.informative)
-    return outputs
+    return ClipOutputs(logits=predicted["logits"], score_logit=predicted.get("score_logit"), labels=bank.labels,
+                       video=bank.video, position=bank.position, informative=bank.informative)
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -443,21 +498,7 @@ def teacher_temperature(cfg: Config, store: ArtifactStore | None = None) -> floa
     from cdlib.calibration import fit_temperature
 
     val = get_outputs(cfg, "teacher", "val", store)
-    temperature = fit_temperature(val["logits"], val["labels"])
+    temperature = fit_temperature(val.logits, val.labels)
     log(f"teacher temperature fitted on val: {temperature:.3f}")
     return temperature
 
-
-def video_probs(logits: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
-    """Dense averaging: the mean clip softmax of each video, ``[num_videos, K]``."""
-    probs = logits.softmax(-1)
-    num_videos = int(video.max()) + 1
-    total = torch.zeros(num_videos, probs.shape[1]).index_add_(0, video, probs)
-    return total / torch.bincount(video, minlength=num_videos).unsqueeze(1)
-
-
-def dense_accuracy(outputs: dict[str, torch.Tensor]) -> float:
-    """Video-level accuracy of averaging the clip softmax over all clips of each video."""
-    num_videos = int(outputs["video"].max()) + 1
-    labels = torch.zeros(num_videos, dtype=torch.long).index_copy_(0, outputs["video"], outputs["labels"])
-    return float((video_probs(outputs["logits"], outputs["video"]).argmax(1) == labels).float().mean())

@@ -1,11 +1,12 @@
 """Tables of benchmark results for the command line and the book: pandas DataFrames and the CLI summary.
 
 Everything here reads finished results (:func:`cdlib.bench.run_benchmark`) or
-per-clip outputs (:func:`cdlib.bench.collect_outputs`) and computes nothing the
-benchmark caches; :func:`ablation_table` runs the benchmark for each variant.
-Kept apart from :mod:`cdlib.bench` so that a relabelled column or a reformatted
-line changes no artifact key: the benchmark's key hashes the modules that
-compute its numbers, and this is not one of them.
+per-clip outputs (:func:`cdlib.evaluation.collect_outputs`) and computes nothing
+the benchmark caches; :func:`ablation_table` runs the benchmark for each variant.
+Kept apart from the benchmark's modules so that a relabelled column or a
+reformatted line changes no artifact key: the benchmark's key hashes the modules
+that compute its numbers (:data:`cdlib.bench.RESULT_CODE`), and this is not one
+of them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import pandas as pd
 import torch
 
 from cdlib.artifacts import ArtifactStore
-from cdlib.bench import confidence_signals, run_benchmark, select_best, teacher_correct
+from cdlib.bench import run_benchmark
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config
+from cdlib.evaluation import confidence_signals
 from cdlib.progress import progress_bar
+from cdlib.runs import ClipOutputs
+from cdlib.selection import select_best
 
 
 # ----------------------------------------------------------------------------- the headline and the command line's summary
@@ -225,7 +229,7 @@ def chosen_distance(results: Sequence[dict]) -> str:
     return ", ".join(f"{name} ({n} seed{'s' * (n > 1)})" for name, n in counts.items())
 
 
-def signal_table(outputs: dict[str, dict]) -> pd.DataFrame:
+def signal_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
     """How well each confidence signal predicts that the teacher is right on a clip, by clip group.
 
     Groups: ``all`` clips, and where the data say which clips show the action,
@@ -235,8 +239,8 @@ def signal_table(outputs: dict[str, dict]) -> pd.DataFrame:
     ``teacher right`` (fraction), ``mean signal``, ``auroc``, ``auprc``.
     """
     signals = confidence_signals(outputs)
-    correct = teacher_correct(outputs["teacher"])
-    informative = outputs["teacher"]["informative"]
+    correct = outputs["teacher"].correct
+    informative = outputs["teacher"].informative
     groups = {"all": torch.ones_like(correct)}
     if bool((informative >= 0).all()):
         groups.update({"action": informative == 1, "non-action": informative == 0})
@@ -279,23 +283,21 @@ def ablation_table(cfg: Config, variants: dict[str, dict], store: ArtifactStore 
     return pd.DataFrame(rows)
 
 
-def accuracy_table(outputs: dict[str, dict]) -> pd.DataFrame:
+def accuracy_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
     """Accuracy of each model of ``outputs`` (teacher and students) on the clips and videos of a split.
 
     Columns: ``clip accuracy`` on all clips and, where the data say which clips
     show the action, on ``action clips`` and ``non-action clips``; ``video
     accuracy`` of dense averaging (the mean clip softmax of each video).
     """
-    from cdlib.runs import dense_accuracy
-
     rows = []
     for which, out in outputs.items():
-        right = (out["logits"].argmax(-1) == out["labels"]).float()
+        right = out.correct.float()
         row = {"model": which, "clip accuracy": float(right.mean())}
-        informative = out["informative"]
+        informative = out.informative
         if bool((informative >= 0).all()):
             row["action clips"] = float(right[informative == 1].mean())
             row["non-action clips"] = float(right[informative == 0].mean())
-        row["video accuracy"] = dense_accuracy(out)
+        row["video accuracy"] = out.dense_accuracy()
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")

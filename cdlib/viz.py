@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from cdlib.selection import pareto_front
+
 #: display name and colour of each policy, in legend order; a policy not listed here (a newly registered
 #: one) is drawn too, after these, under its own name in the next colour of the cycle (:func:`policy_order`)
 POLICY_STYLE = {
@@ -65,8 +67,6 @@ def setup(dpi: int = 100) -> None:
 
 def frontier_frame(points: Sequence[dict]) -> pd.DataFrame:
     """The Pareto front of a policy's operating points as a DataFrame sorted by cost."""
-    from cdlib.bench import pareto_front
-
     return pd.DataFrame(pareto_front(points))
 
 
@@ -108,8 +108,6 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
         points = [{"gflops_per_video": g, "accuracy": a, "knob": k} for k, g, a in
                   zip(mean.index, mean.gflops_per_video, mean.accuracy)]
         if front_only:
-            from cdlib.bench import pareto_front
-
             points = pareto_front(points)
         else:
             points = sorted(points, key=lambda p: p["gflops_per_video"])

@@ -114,17 +114,18 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
 
 
 def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_code_does_not(tmp_path):
-    """Copies of cdlib, each with one edit, give the benchmark's and the teacher's artifact keys: a table
-    column relabelled (cdlib.tables) or a docstring of cdlib.train changed re-times and retrains nothing;
-    a changed constant of the benchmark makes a new benchmark key."""
+    """Copies of cdlib, each with its edits, give the benchmark's and the teacher's artifact keys: a table column
+    relabelled (cdlib.tables) or a docstring of cdlib.train or of a benchmark module changed re-times and retrains
+    nothing; changed code in any module that computes the benchmark's numbers makes a new benchmark key."""
     script = ("from cdlib.bench import benchmark_spec; from cdlib.config import config_hash, profile_config; "
               "from cdlib.runs import teacher_spec; cfg = profile_config('ci'); "
               "print(config_hash(benchmark_spec(cfg)), config_hash(teacher_spec(cfg)))")
 
-    def keys(name, path=None, old=None, new=None):
+    def keys(name, *edits):
+        """The two keys from a copy of cdlib with each ``(path, old, new)`` of ``edits`` made."""
         root = tmp_path / name
         shutil.copytree(Path(cdlib.__file__).parent, root / "cdlib", ignore=shutil.ignore_patterns("__pycache__"))
-        if path is not None:
+        for path, old, new in edits:
             source = root / "cdlib" / path
             text = source.read_text()
             assert old in text
@@ -135,7 +136,15 @@ def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_
         return run.stdout.split()
 
     bench_key, teacher_key = keys("unchanged")
-    assert keys("label", "tables.py", '"best accuracy": best', '"best test accuracy": best') == [bench_key, teacher_key]
-    assert keys("docstring", "train.py", "The training loop:", "The loop that trains:") == [bench_key, teacher_key]
-    changed_bench, same_teacher = keys("constant", "bench.py", "VERSION = 2", "VERSION = 3")
-    assert changed_bench != bench_key and same_teacher == teacher_key
+    assert keys("label", ("tables.py", '"best accuracy": best', '"best test accuracy": best')) == [bench_key, teacher_key]
+    assert keys("docstrings", ("train.py", "The training loop:", "The loop that trains:"),
+                ("evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")) == [bench_key, teacher_key]
+    code_edits = {
+        "bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
+        "evaluation.py": ('flops["teacher"], flops["cd"]', 'flops["teacher"], flops["kd"]'),  # the numbers
+        "selection.py": ("_TOLERANCE = 1e-12", "_TOLERANCE = 1e-9"),  # the chosen points
+        "timing.py": ("return tuple(value) if", "return list(value) if"),  # the timed pipeline
+    }
+    for path, (old, new) in code_edits.items():
+        changed_bench, same_teacher = keys(f"code_{path}", (path, old, new))
+        assert changed_bench != bench_key and same_teacher == teacher_key, path

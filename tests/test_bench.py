@@ -1,6 +1,7 @@
-"""The benchmark (cdlib.bench) and the runs it builds on (cdlib.runs): curve summaries and the selection
-rules against direct computations, the wall-clock ratio on a fake clock, the JSON contract of the
-benchmark module on a tiny end-to-end run, caching, and which config fields retrain which models."""
+"""The benchmark (cdlib.bench, cdlib.evaluation, cdlib.selection, cdlib.timing) and the runs it builds on
+(cdlib.runs): curve summaries and the selection rules against direct computations, the wall-clock ratio on a
+fake clock, the JSON contract of the benchmark module on a tiny end-to-end run, caching, and which config
+fields retrain which models."""
 
 from __future__ import annotations
 
@@ -13,25 +14,14 @@ import torch
 from cdlib import runs
 from cdlib.__main__ import main
 from cdlib.artifacts import ArtifactStore
-from cdlib.bench import (
-    TimedPipeline,
-    benchmark_spec,
-    ce_baseline,
-    curve_area,
-    measure_wall_clock,
-    pareto_front,
-    run_benchmark,
-    select_best,
-    select_matched,
-    select_points,
-    summarize,
-    video_outputs,
-)
+from cdlib.bench import benchmark_spec, run_benchmark
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
+from cdlib.evaluation import video_outputs
 from cdlib.gating import get_policy, list_policies, run_policy
+from cdlib.selection import ce_baseline, curve_area, pareto_front, select_best, select_matched, select_points, summarize
 from cdlib.tables import (
     BUDGET_AXIS,
     accuracy_table,
@@ -42,6 +32,7 @@ from cdlib.tables import (
     signal_table,
     sweep_table,
 )
+from cdlib.timing import TimedPipeline, measure_wall_clock
 
 TINY = {
     "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
@@ -302,19 +293,45 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
             assert p["wall_videos"] == (6 if timed else 2) and ("throughput_wall_ratio_to_dense" in p) == timed
 
 
+def clip_outputs(logits, labels, video, score_logit=None, informative=None) -> runs.ClipOutputs:
+    """Outputs on clips stored video by video (positions counted within each video)."""
+    position = torch.cat([torch.arange(n) for n in torch.bincount(video).tolist()])
+    informative = torch.full_like(video, -1, dtype=torch.int8) if informative is None else informative
+    return runs.ClipOutputs(logits=logits, labels=labels, video=video, position=position, informative=informative,
+                            score_logit=score_logit)
+
+
+def test_clip_outputs_per_video_against_direct_computation():
+    """Videos of 3, 1 and 2 clips: the per-video views of the per-clip outputs, computed clip by clip."""
+    torch.manual_seed(0)
+    video, labels = torch.tensor([0, 0, 0, 1, 2, 2]), torch.tensor([1, 1, 1, 0, 2, 2])
+    out = clip_outputs(torch.randn(6, 3), labels, video, score_logit=torch.randn(6))
+    assert out.num_videos == 3 and out.video_labels().tolist() == [1, 0, 2]
+    pieces = out.split_by_video(out.logits)
+    assert [p.shape[0] for p in pieces] == [3, 1, 2]
+    for v, piece in enumerate(pieces):
+        torch.testing.assert_close(piece, out.logits[video == v])
+    assert out.correct.tolist() == [int(out.logits[m].argmax()) == int(labels[m]) for m in range(6)]
+    torch.testing.assert_close(out.score, 1 / (1 + torch.exp(-out.score_logit)))
+    assert clip_outputs(out.logits, labels, video).score is None  # the teacher has no confidence head
+    probs = torch.stack([out.logits[video == v].softmax(-1).mean(0) for v in range(3)])
+    torch.testing.assert_close(out.video_probs(), probs)
+    assert out.dense_accuracy() == pytest.approx(float((probs.argmax(1) == torch.tensor([1, 0, 2])).float().mean()))
+
+
 def test_teacher_only_videos_carry_no_student():
     """Per-clip outputs cut into videos: without a student, the videos hold the teacher's clips and nothing in
     the student's place; with one, its logits and sigmoid scores."""
-    clips = torch.tensor([0, 0, 0, 1, 1])
-    teacher = {"logits": torch.randn(5, 3), "labels": torch.tensor([2, 2, 2, 0, 0]), "video": clips}
-    student = {"logits": torch.randn(5, 3), "score_logit": torch.randn(5), "labels": teacher["labels"], "video": clips}
+    clips, labels = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([2, 2, 2, 0, 0])
+    teacher = clip_outputs(torch.randn(5, 3), labels, clips)
+    student = clip_outputs(torch.randn(5, 3), labels, clips, score_logit=torch.randn(5))
     bare = video_outputs(teacher, None)
     assert [(v.student_logits, v.student_score, v.num_clips, v.label) for v in bare] == [(None, None, 3, 2),
                                                                                           (None, None, 2, 0)]
-    torch.testing.assert_close(bare[1].teacher(torch.tensor([0, 1])), teacher["logits"][3:])
+    torch.testing.assert_close(bare[1].teacher(torch.tensor([0, 1])), teacher.logits[3:])
     with_student = video_outputs(teacher, student)
-    torch.testing.assert_close(with_student[1].student_logits, student["logits"][3:])
-    torch.testing.assert_close(with_student[0].student_score, torch.sigmoid(student["score_logit"][:3]))
+    torch.testing.assert_close(with_student[1].student_logits, student.logits[3:])
+    torch.testing.assert_close(with_student[0].student_score, torch.sigmoid(student.score_logit[:3]))
     assert get_policy("uniform_k").fn(bare[0], 2).teacher_clips == 2
     with pytest.raises(ConfigError, match="cd_gate: needs the outputs of the 'cd' student"):
         run_policy("cd_gate", bare, (0.5, 1))
@@ -397,8 +414,8 @@ def test_a_test_only_override_evaluates_new_test_videos_with_the_same_models(tin
     trained = {kind: sorted((store.root / kind).iterdir()) for kind in ("teacher", "student-cd")}
     other = cfg.replace(**{"data.test_informative_fraction": 1.0})
     shifted, base = runs.get_outputs(other, "teacher", "test", store), runs.get_outputs(cfg, "teacher", "test", store)
-    assert bool((shifted["informative"] == 1).all()) and not bool((base["informative"] == 1).all())
-    assert not torch.equal(shifted["logits"], base["logits"])
+    assert bool((shifted.informative == 1).all()) and not bool((base.informative == 1).all())
+    assert not torch.equal(shifted.logits, base.logits)
     assert {kind: sorted((store.root / kind).iterdir()) for kind in trained} == trained  # nothing retrained
 
 
@@ -463,12 +480,13 @@ def test_sweep_table_reads_the_swept_value_from_each_result():
 
 def outputs_for_tables():
     """Teacher and student outputs on 4 clips of 2 videos: clips 0 and 2 show the action."""
-    labels = torch.tensor([0, 0, 1, 1])
-    base = {"labels": labels, "video": torch.tensor([0, 0, 1, 1]), "position": torch.tensor([0, 1, 0, 1]),
-            "informative": torch.tensor([1, 0, 1, 0], dtype=torch.int8)}
-    teacher = {**base, "logits": torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 2.0]])}
-    students = {v: {**base, "logits": torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
-                    "score_logit": torch.tensor([2.0, -2.0, 1.0, 0.0])} for v in runs.STUDENTS}
+    labels, video = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1])
+    informative = torch.tensor([1, 0, 1, 0], dtype=torch.int8)
+    teacher = clip_outputs(torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 2.0]]), labels, video,
+                           informative=informative)
+    students = {v: clip_outputs(torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), labels, video,
+                                score_logit=torch.tensor([2.0, -2.0, 1.0, 0.0]), informative=informative)
+                for v in runs.STUDENTS}
     return {"teacher": teacher, **students}
 
 
@@ -485,7 +503,7 @@ def test_signal_table_against_direct_auroc():
     outputs = outputs_for_tables()
     table = signal_table(outputs).set_index(["signal", "group"])
     right = torch.tensor([True, False, True, True])
-    cd = torch.sigmoid(outputs["cd"]["score_logit"])
+    cd = torch.sigmoid(outputs["cd"].score_logit)
     # AUROC by counting pairs (right clip, wrong clip) ordered correctly: 3 of 3
     assert table.loc[("cd", "all"), "auroc"] == 1.0 == auroc(cd, right)
     assert table.loc[("cd", "all"), "teacher right"] == 0.75

@@ -319,7 +319,7 @@ def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, t
     da, cd = runs.get_outputs(test_cfg, "cd_da", "test", store), runs.get_outputs(test_cfg, "cd", "test", store)
     assert "test" in asked
     features = runs.get_features(test_cfg, "test", store)
-    assert da["score_logit"].shape == cd["score_logit"].shape == (len(features),)
-    assert torch.equal(da["logits"], cd["logits"])
-    expected = fitted.confidence(torch.sigmoid(cd["score_logit"]), features)
-    assert torch.allclose(torch.sigmoid(da["score_logit"]), expected.float(), atol=1e-6)
+    assert da.score_logit.shape == cd.score_logit.shape == (len(features),)
+    assert torch.equal(da.logits, cd.logits)
+    expected = fitted.confidence(torch.sigmoid(cd.score_logit), features)
+    assert torch.allclose(torch.sigmoid(da.score_logit), expected.float(), atol=1e-6)

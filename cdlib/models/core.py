@@ -52,7 +52,7 @@ def inference_module(model: nn.Module) -> torch.jit.ScriptModule:
 
     TorchScript is deprecated in favour of ``torch.compile``, which on this
     machine took 86 s to compile the CI teacher and still needed 2.6 ms per
-    single clip, so the timed pipeline (:func:`cdlib.bench.measure_wall_clock`)
+    single clip, so the timed pipeline (:func:`cdlib.timing.measure_wall_clock`)
     uses the frozen module while the pinned PyTorch provides it. Every policy,
     the dense teacher among them, is timed with the same frozen models.
     """

@@ -1,0 +1,167 @@
+"""Evaluating the teacher, the students and the gating policies on their precomputed per-clip outputs.
+
+The numbers of a benchmark result that are not timed come from here: every
+model's per-clip outputs on a split (:func:`collect_outputs`), its FLOPs per clip
+(:func:`measure_cost`), every registered policy's accuracy and compute over its
+whole knob range on the val and the test videos (:func:`sweep_policies`), and how
+well each confidence signal predicts that the teacher is right on a clip
+(:func:`confidence_signals`, :func:`signal_quality`, :func:`distance_report`).
+:mod:`cdlib.bench` puts them together into the benchmark JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from cdlib.artifacts import ArtifactStore
+from cdlib.calibration import auprc, auroc
+from cdlib.config import Config
+from cdlib.cost import flops_per_clip, video_gflops
+from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
+from cdlib.progress import progress_bar
+from cdlib.runs import (
+    STUDENT_VARIANTS,
+    STUDENTS,
+    ClipOutputs,
+    get_clips,
+    get_distance_fit,
+    get_features,
+    get_model,
+    get_outputs,
+)
+
+
+# ----------------------------------------------------------------------------- outputs and cost
+
+def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, ClipOutputs]:
+    """Per-clip outputs of the teacher and every student of the ladder on ``split``."""
+    return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *STUDENTS)}
+
+
+def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
+    """FLOPs per clip of the teacher and of every student (``flops_per_clip``; ``student_flops_per_clip`` is the CD
+    student's, the method's), counted by torch's flop counter on one clip of the test split's shape."""
+    source = get_clips(cfg, "test", store)
+    shape = (3, *source.clip_shape[:3])
+    flops = {which: flops_per_clip(get_model(cfg, which, store).model, shape) for which in ("teacher", *STUDENTS)}
+    teacher, student = flops["teacher"], flops["cd"]
+    counts = torch.bincount(source.video).float()
+    return {
+        "flops_per_clip": flops,
+        "teacher_flops_per_clip": teacher,
+        "student_flops_per_clip": student,
+        "teacher_gflops_per_clip": teacher / 1e9,
+        "student_gflops_per_clip": student / 1e9,
+        "student_teacher_flops_ratio": student / teacher,
+        "clips_per_video": float(counts.mean()),
+        "input_shape": list(shape),
+    }
+
+
+# ----------------------------------------------------------------------------- per-video outputs
+
+def video_outputs(teacher: ClipOutputs, student: ClipOutputs | None) -> list[VideoOutputs]:
+    """One :class:`VideoOutputs` per video of a split from the teacher's and a student's per-clip outputs.
+
+    ``student`` None (teacher-only policies): videos without student outputs.
+    """
+    student_logits = scores = [None] * teacher.num_videos
+    if student is not None:
+        student_logits = student.split_by_video(student.logits)
+        if student.score_logit is not None:
+            scores = student.split_by_video(student.score)
+    return [
+        VideoOutputs.precomputed(s, t, sc, int(y))
+        for s, t, sc, y in zip(student_logits, teacher.split_by_video(teacher.logits), scores, teacher.video_labels())
+    ]
+
+
+# ----------------------------------------------------------------------------- policies
+
+def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, ClipOutputs], cost: dict,
+                   policies: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """Accuracy and cost of every policy over its whole knob range, on the test and on the val videos.
+
+    ``test`` and ``val`` are the per-clip outputs of the teacher and every student
+    on each split (:func:`collect_outputs`). The knob range is the same on both
+    splits (``k`` up to the most clips of any video of either).
+    """
+    videos = {}
+    for split, outputs in (("test", test), ("val", val)):
+        videos[split] = {None: video_outputs(outputs["teacher"], None)}
+        for variant in STUDENTS:
+            videos[split][variant] = video_outputs(outputs["teacher"], outputs[variant])
+    max_clips = max(v.num_clips for split in videos.values() for v in split[None])
+
+    def gflops(run, student):
+        student_flops = cost["flops_per_clip"][student] if student is not None else 0.0
+        return video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"], student_flops,
+                            cost["teacher_flops_per_clip"])
+
+    result = {}
+    for name in policies or list_policies():
+        spec = get_policy(name)
+        memos = {split: [{} for _ in videos[split][spec.student]] for split in videos}  # shared by the knobs
+        points = []
+        for knob in progress_bar(spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights),
+                                 desc=f"policy {name}"):
+            runs = {split: run_policy(name, videos[split][spec.student], knob, seed=cfg.seed,
+                                      repeats=cfg.bench.random_repeats, memos=memos[split]) for split in videos}
+            points.append({
+                "knob": list(knob) if isinstance(knob, tuple) else knob,
+                "accuracy": runs["test"]["accuracy"],
+                "gflops_per_video": gflops(runs["test"], spec.student),
+                "teacher_clips_per_video": runs["test"]["teacher_clips_per_video"],
+                "student_clips_per_video": runs["test"]["student_clips_per_video"],
+                "val_accuracy": runs["val"]["accuracy"],
+                "val_gflops_per_video": gflops(runs["val"], spec.student),
+            })
+        result[name] = points
+    return result
+
+
+# ----------------------------------------------------------------------------- confidence signals
+
+def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tensor]:
+    """Per-clip confidence signals on the same clips: the CD score, its distance-aware form and each model's
+    max-softmax.
+
+    ``cd`` is the distilled score ``s``, ``cd_da`` the distance-aware ``s_da``
+    (:mod:`cdlib.distance`); ``student_maxprob`` is the CE student trained on the
+    teacher's clips, ``ce_all_maxprob`` the CE student trained on every clip (as
+    the KD and CD students).
+    """
+    maxprob = {which: outputs[which].logits.softmax(-1).amax(-1) for which in ("teacher", *STUDENT_VARIANTS)}
+    return {
+        "cd": outputs["cd"].score,
+        "cd_da": outputs["cd_da"].score,
+        "student_maxprob": maxprob["ce"],
+        "ce_all_maxprob": maxprob["ce_all"],
+        "kd_maxprob": maxprob["kd"],
+        "cd_maxprob": maxprob["cd"],
+        "teacher_maxprob": maxprob["teacher"],
+    }
+
+
+def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict:
+    """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.runs.get_distance_fit`)
+    with its ``method``, ``quantile``, gate ``reference`` and ``scale``, its ``val_auroc`` (what chose it) and
+    its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal)."""
+    fit = get_distance_fit(cfg, store)
+    features = get_features(cfg, "test", store)
+    score, correct = test["cd"].score, test["teacher"].correct
+    candidates = {}
+    for name, confidence in fit.candidates.items():
+        method, _, quantile = name.partition("@")
+        candidates[name] = {"method": method, "quantile": float(quantile), "reference": confidence.gate.reference,
+                            "scale": confidence.gate.scale, "val_auroc": fit.val_auroc[name],
+                            "test_auroc": auroc(confidence(score, features), correct)}
+    return {"chosen": fit.chosen, "candidates": candidates}
+
+
+def signal_quality(signals: dict[str, torch.Tensor], correct: torch.Tensor) -> dict[str, dict[str, float]]:
+    """AUROC and AUPRC of each signal for predicting that the teacher is right on a clip."""
+    return {name: {"auroc": auroc(s, correct), "auprc": auprc(s, correct)} for name, s in signals.items()}
+

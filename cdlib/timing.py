@@ -1,0 +1,209 @@
+"""Wall-clock time of operating points: the real inference pipeline, timed one video at a time and in batches.
+
+:func:`measure_wall_clock` runs the real pipeline on the first test videos:
+preprocessing, the student on all of a video's clips (for the policies that use
+one), the policy's decision and the teacher on the clips it asks for, on
+``bench.num_threads`` threads. On the CPU every model is frozen for inference by
+:func:`cdlib.models.inference_module`; on a GPU the models run eager under the
+runtime's bf16 autocast, and every timed call ends with a synchronisation of the
+device (:func:`cdlib.cost.timing_model`).
+
+- *Latency* (``wall_ratio_to_dense``): one video at a time, as a service
+  answers one request. Over ``bench.wall_repeats`` passes, each test video is
+  run by every timed point in turn before the next video, so all points see the
+  same quiet and busy moments of the machine. Each (point, video) is timed by
+  its fastest pass (other work only ever adds time), and the ratio is the
+  point's total over the timed videos divided by the dense teacher's total
+  over the same videos (:func:`cdlib.cost.ratio_of_totals`): a ratio of costs,
+  in which a video on which an adaptive policy runs the teacher counts in
+  full. ``wall_s_per_video`` is the point's total divided by the number of
+  videos.
+- *Throughput* (``throughput_wall_ratio_to_dense``): videos in batches of
+  ``bench.throughput_batch``, as an offline job: preprocessing and the student
+  on all clips of the batch in one call, every video's decision, then one
+  teacher call on the clips the decisions asked for, gathered across the
+  batch. The same passes and ratio, over batches.
+
+The selected points of every policy (:func:`cdlib.selection.select_points`)
+and the dense teacher are timed in both modes on ``bench.wall_selected_videos``
+test videos (all of them if there are fewer). The other points of each curve are
+timed in latency mode only, on ``bench.wall_videos`` videos (0, the ``ci``
+default: not timed), as each point's ``wall_videos`` says.
+
+The keys it adds to a result's points and its ``wall_clock`` block are listed in
+:mod:`cdlib.bench`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from cdlib.artifacts import ArtifactStore
+from cdlib.config import Config
+from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved, timing_model
+from cdlib.device import autocast, resolve_runtime, synchronize, to_device
+from cdlib.gating import POLICIES, Decision, PolicySpec, VideoOutputs, get_policy
+from cdlib.models import preprocess
+from cdlib.progress import log
+from cdlib.runs import STUDENTS, get_clips, get_model
+
+
+class _TeacherPending(Exception):
+    """Raised by :class:`_GatheredTeacher` to stop a policy at its teacher call."""
+
+
+class _GatheredTeacher:
+    """The teacher of one video of a batch (throughput mode).
+
+    The first call records the clips the policy asks for and stops it with
+    :class:`_TeacherPending`; once the batch's teacher has run on the clips that
+    every video asked for, ``logits`` is set and the policy runs again to the
+    end. This relies on the contract of :mod:`cdlib.gating`: one teacher call
+    per video, on clips chosen without the teacher's answer.
+    """
+
+    def __init__(self):
+        self.indices: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+
+    def __call__(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.logits is None:
+            self.indices = indices
+            raise _TeacherPending
+        return self.logits
+
+
+class TimedPipeline:
+    """The real inference pipeline on the first ``num_videos`` test videos, as the wall-clock timing runs it.
+
+    Models run as :func:`cdlib.cost.timing_model` places them on the runtime's
+    device (frozen by :func:`cdlib.models.inference_module` on the CPU, eager
+    under bf16 autocast on a GPU); clips stay uint8 until
+    :func:`cdlib.models.preprocess`, which is part of every timed run.
+    """
+
+    def __init__(self, cfg: Config, num_videos: int, store: ArtifactStore | None = None):
+        self.runtime = resolve_runtime(cfg)
+        source = get_clips(cfg, "test", store)
+        self.clips = [source.video_clips(v) for v in range(min(num_videos, source.num_videos))]
+        self.labels = source.video_labels()[:num_videos].tolist()
+        self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
+        used = {spec.student for spec in POLICIES.values()} - {None}
+        self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
+                         for v in STUDENTS if v in used}
+
+    def _video(self, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
+        """Video ``v`` for a policy: its student's outputs if it has a student, else none (teacher-only)."""
+        score = torch.sigmoid(score_logit) if score_logit is not None else None
+        return VideoOutputs(logits, teacher, score, self.labels[v], len(self.clips[v]))
+
+    @torch.inference_mode()
+    def run_video(self, spec: PolicySpec, knob, v: int, generator: torch.Generator) -> Decision:
+        """Latency mode: video ``v`` alone, the teacher called lazily on the clips the policy asks for."""
+        with autocast(self.runtime):
+            x = preprocess(to_device(self.clips[v], self.runtime))
+            teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
+            outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
+            return spec.fn(self._video(v, teacher, *outputs), knob, generator=generator)
+
+    @torch.inference_mode()
+    def run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
+                  ) -> list[Decision]:
+        """Throughput mode: the student on every clip of ``videos`` in one call, each video's decision, and one
+        teacher call on the clips all the decisions asked for."""
+        with autocast(self.runtime):
+            return self._run_batch(spec, knob, videos, generator)
+
+    def _run_batch(self, spec: PolicySpec, knob, videos: Sequence[int], generator: torch.Generator
+                   ) -> list[Decision]:
+        counts = [len(self.clips[v]) for v in videos]
+        x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
+        starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
+        if spec.student is not None:
+            logits, score_logit = self.students[spec.student](x)
+            per_video = list(zip(torch.split(logits, counts), torch.split(score_logit, counts)))
+        else:
+            per_video = [()] * len(videos)
+        decisions, pending = [], []
+        for i, (v, start, outputs) in enumerate(zip(videos, starts, per_video)):
+            teacher = _GatheredTeacher()
+            video = self._video(v, teacher, *outputs)
+            state = generator.get_state()
+            try:
+                decisions.append(spec.fn(video, knob, generator=generator))
+            except _TeacherPending:
+                decisions.append(None)
+                pending.append((i, video, teacher, start, state))
+        if pending:
+            gathered = self.teacher(x[torch.cat([teacher.indices + start for _, _, teacher, start, _ in pending])])
+            offset = 0
+            for i, video, teacher, _, state in pending:
+                teacher.logits = gathered[offset:offset + teacher.indices.numel()]
+                offset += teacher.indices.numel()
+                generator.set_state(state)  # the same draws as the first, interrupted run
+                decisions[i] = spec.fn(video, knob, generator=generator)
+        return decisions
+
+
+def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: dict[str, dict[str, int | None]],
+                       store: ArtifactStore | None = None, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Time the operating points end to end and add the wall-clock keys to them (module docstring).
+
+    The points named in ``selected`` (:func:`cdlib.selection.select_points`) and
+    the dense teacher are timed in latency and throughput mode on the first
+    ``bench.wall_selected_videos`` test videos; every other point in latency
+    mode on the first ``bench.wall_videos``. Returns the ``wall_clock`` block.
+    """
+    torch.set_num_threads(cfg.bench.num_threads)
+    num_test = get_clips(cfg, "test", store).num_videos
+    selected_videos = min(cfg.bench.wall_selected_videos, num_test)
+    curve_videos = min(cfg.bench.wall_videos, num_test)
+    pipeline = TimedPipeline(cfg, max(selected_videos, curve_videos), store)
+    chosen = {("dense_teacher", 0)} | {(name, i) for name, picks in selected.items()
+                                       for i in picks.values() if i is not None}
+    chosen = [key for key in _all_points(policies) if key in chosen]  # in the policies' order, dense first
+    rest = [key for key in _all_points(policies) if key not in chosen]
+
+    def timed(keys, run, units, desc):
+        """Per point: seconds per video and the ratio of totals to the dense teacher (the first key)."""
+        calls = []
+        for name, i in keys:
+            spec, knob = get_policy(name), _knob(policies[name][i]["knob"])
+            generator = torch.Generator().manual_seed(cfg.seed)
+            # synchronised after each call, so a GPU's queued kernels are counted to their end
+            calls.append(lambda unit, spec=spec, knob=knob, generator=generator:
+                         (run(spec, knob, unit, generator), synchronize(pipeline.runtime.device)))
+        seconds = time_interleaved(calls, units, cfg.bench.wall_repeats, clock=clock, desc=desc)
+        videos = sum(len(u) if isinstance(u, range) else 1 for u in units)
+        return (fastest_totals(seconds) / videos).tolist(), ratio_of_totals(seconds, 0).tolist()
+
+    log(f"timing {len(chosen)} selected operating points on {selected_videos} test videos")
+    latency = timed(chosen, pipeline.run_video, list(range(selected_videos)), "latency passes")
+    batch = cfg.bench.throughput_batch
+    batches = [range(s, min(s + batch, selected_videos)) for s in range(0, selected_videos, batch)]
+    throughput = timed(chosen, pipeline.run_batch, batches, "throughput passes")
+    for (name, i), wall, ratio, t_wall, t_ratio in zip(chosen, *latency, *throughput):
+        policies[name][i].update(wall_s_per_video=wall, wall_ratio_to_dense=ratio, wall_videos=selected_videos,
+                                 throughput_s_per_video=t_wall, throughput_wall_ratio_to_dense=t_ratio)
+    if curve_videos > 0 and rest:
+        log(f"timing the other {len(rest)} operating points on {curve_videos} test videos")
+        curve = timed([("dense_teacher", 0), *rest], pipeline.run_video, list(range(curve_videos)), "curve passes")
+        for (name, i), wall, ratio in zip(rest, curve[0][1:], curve[1][1:]):
+            policies[name][i].update(wall_s_per_video=wall, wall_ratio_to_dense=ratio, wall_videos=curve_videos)
+    return {"selected_videos": selected_videos, "curve_videos": curve_videos if rest else 0,
+            "passes": cfg.bench.wall_repeats, "throughput_batch": batch, "threads": cfg.bench.num_threads}
+
+
+def _all_points(policies: dict[str, list[dict]]) -> list[tuple[str, int]]:
+    """(policy, index) of every point, the dense teacher first."""
+    keys = [(name, i) for name, points in policies.items() for i in range(len(points))]
+    return sorted(keys, key=lambda key: key != ("dense_teacher", 0))
+
+
+def _knob(value):
+    """A point's knob as the policy takes it (JSON turns tuples into lists)."""
+    return tuple(value) if isinstance(value, list) else value
+
