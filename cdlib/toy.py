@@ -59,6 +59,16 @@ def make_blobs(n: int = 200, seed: int = 0, centers=DEFAULT_CENTERS, std: float 
     return x.float(), y
 
 
+def relu_layers(in_features: int, hidden) -> tuple[list[nn.Module], int]:
+    """``Linear → ReLU`` for each width in ``hidden``, and the last width (the trunk of the toy's networks)."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return layers, width
+
+
 class ToyMLP(nn.Module):
     """A ReLU multilayer perceptron ``R² → R^K``: ``Linear → ReLU`` per hidden width, then ``Linear``.
 
@@ -67,13 +77,8 @@ class ToyMLP(nn.Module):
 
     def __init__(self, num_classes: int = 4, hidden=(64, 64), in_features: int = 2):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
+        layers, width = relu_layers(in_features, hidden)
+        self.net = nn.Sequential(*layers, nn.Linear(width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -276,11 +281,7 @@ class ToyStudent(nn.Module):
 
     def __init__(self, num_classes: int = 4, hidden=(64, 64), in_features: int = 2):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
+        layers, width = relu_layers(in_features, hidden)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, num_classes)
         self.score_head = nn.Sequential(nn.Linear(width, 32), nn.ReLU(), nn.Linear(32, 1))
