@@ -206,6 +206,15 @@ def ray_confidence(model: nn.Module, directions, alphas, temperature: float = 1.
     ``prediction``, ``temperature``. Hein et al.: for ReLU networks
     ``confidence → 1`` as ``α → ∞`` for almost every ``d``, whatever ``T``.
     """
+    points, table = _ray_points(directions, alphas)
+    conf, pred = max_softmax(toy_logits(model, points), temperature)
+    return pd.DataFrame({**table, "confidence": conf.numpy(), "prediction": pred.numpy(),
+                         "temperature": float(temperature)})
+
+
+def _ray_points(directions, alphas) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The points ``α·d`` ``[n_dir · n_alpha, 2]`` (direction-major) and their ``direction``, ``angle``
+    (degrees), ``alpha`` and ``norm`` columns; ``directions [n, 2]`` and ``alphas`` are checked."""
     directions = torch.as_tensor(directions, dtype=torch.float64)
     if directions.ndim != 2 or directions.shape[1] != 2:
         raise ConfigError(f"directions: expected [n, 2], got shape {tuple(directions.shape)}")
@@ -213,19 +222,13 @@ def ray_confidence(model: nn.Module, directions, alphas, temperature: float = 1.
     if alphas_t.ndim != 1 or len(alphas_t) == 0:
         raise ConfigError("alphas: expected a non-empty 1D sequence of scales")
     points = (alphas_t[None, :, None] * directions[:, None, :]).reshape(-1, 2)
-    conf, pred = max_softmax(toy_logits(model, points), temperature)
     n_dir, n_alpha = directions.shape[0], alphas_t.shape[0]
-    return pd.DataFrame(
-        {
-            "direction": np.repeat(np.arange(n_dir), n_alpha),
-            "angle": np.repeat(np.degrees(np.arctan2(directions[:, 1].numpy(), directions[:, 0].numpy())), n_alpha),
-            "alpha": np.tile(alphas_t.numpy(), n_dir),
-            "norm": (alphas_t[None, :] * directions.norm(dim=1)[:, None]).reshape(-1).numpy(),
-            "confidence": conf.numpy(),
-            "prediction": pred.numpy(),
-            "temperature": float(temperature),
-        }
-    )
+    return points, {
+        "direction": np.repeat(np.arange(n_dir), n_alpha),
+        "angle": np.repeat(np.degrees(np.arctan2(directions[:, 1].numpy(), directions[:, 0].numpy())), n_alpha),
+        "alpha": np.tile(alphas_t.numpy(), n_dir),
+        "norm": (alphas_t[None, :] * directions.norm(dim=1)[:, None]).reshape(-1).numpy(),
+    }
 
 
 def toy_calibration(model: nn.Module, x, y, temperature: float = 1.0, n_bins: int = 10) -> dict[str, float]:
@@ -371,22 +374,8 @@ class ToyDistillation:
     def rays(self, directions, alphas) -> pd.DataFrame:
         """Every signal along rays ``α·d``: one row per ``(direction, alpha)`` with ``direction``, ``angle``
         (degrees), ``alpha``, ``norm`` and one column per signal of :data:`TOY_SIGNALS`."""
-        directions = torch.as_tensor(directions, dtype=torch.float64)
-        if directions.ndim != 2 or directions.shape[1] != 2:
-            raise ConfigError(f"directions: expected [n, 2], got shape {tuple(directions.shape)}")
-        alphas_t = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
-        if alphas_t.ndim != 1 or len(alphas_t) == 0:
-            raise ConfigError("alphas: expected a non-empty 1D sequence of scales")
-        points = (alphas_t[None, :, None] * directions[:, None, :]).reshape(-1, 2)
-        n_dir, n_alpha = directions.shape[0], alphas_t.shape[0]
-        table = {
-            "direction": np.repeat(np.arange(n_dir), n_alpha),
-            "angle": np.repeat(np.degrees(np.arctan2(directions[:, 1].numpy(), directions[:, 0].numpy())), n_alpha),
-            "alpha": np.tile(alphas_t.numpy(), n_dir),
-            "norm": (alphas_t[None, :] * directions.norm(dim=1)[:, None]).reshape(-1).numpy(),
-        }
-        table.update({name: values.numpy() for name, values in self.scores(points).items()})
-        return pd.DataFrame(table)
+        points, table = _ray_points(directions, alphas)
+        return pd.DataFrame({**table, **{name: values.numpy() for name, values in self.scores(points).items()}})
 
 
 def distill_toy(run: ToyRun, n_transfer: int = 1000, method: str = "gaussian", **train_kwargs) -> ToyDistillation:
