@@ -80,14 +80,14 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_train_students(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.runs import STUDENT_VARIANTS, get_outputs, get_student
+    from cdlib.runs import get_outputs, get_student, trained_students
     from cdlib.train import clip_accuracy
 
     _, configs = run_configs(args)
     store = store_from_args(args)
     main_process = join_processes(configs[0])
     for cfg in configs:
-        for variant in STUDENT_VARIANTS:
+        for variant in trained_students():
             trained = get_student(cfg, variant, store)
             test = get_outputs(cfg, variant, "test", store)
             if main_process:
@@ -105,7 +105,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from cdlib.bench import run_benchmark, write_json
     from cdlib.tables import format_table
     from cdlib.folds import format_folds, run_folds
-    from cdlib.runs import STUDENT_VARIANTS, get_outputs
+    from cdlib.runs import get_outputs, trained_students
 
     cfg, configs = run_configs(args)
     if args.out:
@@ -116,7 +116,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         # Every process trains the models and predicts its share of the clips; then process 0
         # evaluates and times alone (one timing at a time) while the others wait, and they load its result.
         for fold in configs:
-            for which in ("teacher", *STUDENT_VARIANTS):
+            for which in ("teacher", *trained_students()):
                 for split in ("val", "test"):
                     get_outputs(fold, which, split, store)
     with distributed.main_first(), distributed.local_only():

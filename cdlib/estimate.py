@@ -246,7 +246,7 @@ class Phase:
 def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) -> list[Phase]:
     """The work of training the teacher and the student ladder and running the benchmark of ``cfg``."""
     from cdlib.gating import get_policy, list_policies
-    from cdlib.runs import STUDENT_VARIANTS
+    from cdlib.runs import trained_students
 
     def per_epoch(train_cfg) -> float:
         eligible = size.clips_per_video * (size.action_fraction if train_cfg.clips == "action" else 1.0)
@@ -254,7 +254,7 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
 
     clips = {split: videos * size.clips_per_video
              for split, videos in (("train", size.train_videos), ("val", size.val_videos), ("test", size.test_videos))}
-    t, s, variants = cfg.teacher_train, cfg.student_train, len(STUDENT_VARIANTS)
+    t, s, variants = cfg.teacher_train, cfg.student_train, len(trained_students())
     b = cfg.bench
     points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights))
                  for name in list_policies())

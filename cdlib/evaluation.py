@@ -11,7 +11,7 @@ well each confidence signal predicts that the teacher is right on a clip
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -21,8 +21,8 @@ from cdlib.config import Config
 from cdlib.cost import flops_per_clip, video_gflops
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
 from cdlib.progress import progress_bar
+from cdlib.registry import Registry
 from cdlib.runs import (
-    STUDENT_VARIANTS,
     STUDENTS,
     ClipOutputs,
     get_clips,
@@ -124,25 +124,33 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
 
 # ----------------------------------------------------------------------------- confidence signals
 
-def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tensor]:
-    """Per-clip confidence signals on the same clips: the CD score, its distance-aware form and each model's
-    max-softmax.
+#: per-clip confidence signals by name (:class:`~cdlib.registry.Registry`): each maps the outputs of the teacher
+#: and every student on the same clips to one score per clip, higher meaning "the teacher is more likely right"
+SIGNALS: Registry[Callable[[dict[str, ClipOutputs]], torch.Tensor]] = Registry("confidence signal")
 
-    ``cd`` is the distilled score ``s``, ``cd_da`` the distance-aware ``s_da``
-    (:mod:`cdlib.distance`); ``student_maxprob`` is the CE student trained on the
-    teacher's clips, ``ce_all_maxprob`` the CE student trained on every clip (as
-    the KD and CD students).
-    """
-    maxprob = {which: outputs[which].logits.softmax(-1).amax(-1) for which in ("teacher", *STUDENT_VARIANTS)}
-    return {
-        "cd": outputs["cd"].score,
-        "cd_da": outputs["cd_da"].score,
-        "student_maxprob": maxprob["ce"],
-        "ce_all_maxprob": maxprob["ce_all"],
-        "kd_maxprob": maxprob["kd"],
-        "cd_maxprob": maxprob["cd"],
-        "teacher_maxprob": maxprob["teacher"],
-    }
+
+def register_signal(name: str, description: str, signal: Callable[[dict[str, ClipOutputs]], torch.Tensor]):
+    """Add ``signal`` to :data:`SIGNALS`: the benchmark reports its AUROC and AUPRC."""
+    return SIGNALS.register(name, signal, description)
+
+
+def _maxprob(which: str) -> Callable[[dict[str, ClipOutputs]], torch.Tensor]:
+    return lambda outputs: outputs[which].logits.softmax(-1).amax(-1)
+
+
+register_signal("cd", "the distilled score s of the CD student", lambda outputs: outputs["cd"].score)
+register_signal("cd_da", "the distance-aware score s_da (cdlib.distance)", lambda outputs: outputs["cd_da"].score)
+register_signal("student_maxprob", "max-softmax of the CE student trained on the teacher's clips", _maxprob("ce"))
+register_signal("ce_all_maxprob", "max-softmax of the CE student trained on every clip", _maxprob("ce_all"))
+register_signal("kd_maxprob", "max-softmax of the KD student", _maxprob("kd"))
+register_signal("cd_maxprob", "max-softmax of the CD student", _maxprob("cd"))
+register_signal("teacher_maxprob", "the teacher's own max-softmax", _maxprob("teacher"))
+
+
+def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tensor]:
+    """Every registered signal (:data:`SIGNALS`) on the same clips, from the outputs of the teacher and every
+    student: the distilled score ``cd``, its distance-aware form ``cd_da`` and each model's max-softmax."""
+    return {name: signal(outputs) for name, signal in SIGNALS.items()}
 
 
 def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict:

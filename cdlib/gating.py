@@ -328,7 +328,7 @@ class PolicySpec:
     """A registered policy: its function, knob and what it consumes.
 
     ``knob``: ``"k"``, ``"theta,k,lambda"`` or None. ``student``: which student's
-    outputs it uses (None, or a student of :data:`cdlib.runs.STUDENTS`);
+    outputs it uses (None, or a student registered in :data:`cdlib.runs.STUDENTS`);
     :attr:`needs_student` follows from it. ``needs_score``: it reads the distilled
     score ``s`` (:func:`run_policy` refuses videos without one). ``needs_label``:
     it reads the video's label, so it is a reference, not a method (figures draw

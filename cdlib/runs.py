@@ -15,13 +15,14 @@ import dataclasses
 import functools
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from cdlib import distributed
 from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version
-from cdlib.config import Config, TrainConfig, config_hash
+from cdlib.config import Config, DistillConfig, TrainConfig, config_hash
 from cdlib.data import ClipBank, build_dataset
 from cdlib.data.base import ClipIndex
 from cdlib.data.loading import StreamedClips, decoded_bytes
@@ -29,19 +30,54 @@ from cdlib.device import IN_MEMORY_LIMIT_BYTES, configure_backend, resolve_runti
 from cdlib.losses import ConfidenceDistillationLoss
 from cdlib.models import create_model, model_fingerprint, require_weights, weights_key
 from cdlib.progress import log
+from cdlib.registry import Registry
 from cdlib.errors import ConfigError
 from cdlib.train import CLIP_CHOICES, predict, train_model
 
-#: the student ladder: labels only (``ce``: on the teacher's clips; ``ce_all``: on every clip, as the
-#: distilled students), + distillation (``kd``), + confidence head (``cd``)
-STUDENT_VARIANTS = ("ce", "ce_all", "kd", "cd")
-#: the variants trained on labels alone (no teacher in their loss)
-LABEL_ONLY_VARIANTS = ("ce", "ce_all")
-#: students made from a trained one without training: ``cd_da`` is the CD student whose score head gives the
-#: distance-aware confidence ``s_da`` (:func:`get_distance_student`)
-DERIVED_STUDENTS = ("cd_da",)
-#: every student whose per-clip outputs the benchmark evaluates
-STUDENTS = (*STUDENT_VARIANTS, *DERIVED_STUDENTS)
+@dataclass(frozen=True)
+class StudentVariant:
+    """A student the benchmark evaluates, registered in :data:`STUDENTS` by :func:`register_student`.
+
+    A *trained* variant has ``loss``, its loss arguments from ``cfg.distill``
+    (:func:`loss_weights`), and ``label_only`` when that loss reads no teacher. A
+    *derived* variant is made from a trained student without training: ``derive``
+    ``(cfg, store) -> TrainedModel`` builds it and ``spec`` ``cfg -> dict`` is what
+    keys its artifacts.
+    """
+
+    loss: Callable[[DistillConfig], dict] | None = None
+    label_only: bool = False
+    derive: Callable[..., "TrainedModel"] | None = None
+    spec: Callable[[Config], dict] | None = None
+
+
+#: every student whose per-clip outputs the benchmark evaluates, by name (:class:`~cdlib.registry.Registry`)
+STUDENTS: Registry[StudentVariant] = Registry("student")
+
+
+def register_student(name: str, description: str, variant: StudentVariant) -> StudentVariant:
+    """Add ``variant`` to :data:`STUDENTS`: the benchmark evaluates it, and policies may name it."""
+    if (variant.loss is None) == (variant.derive is None) or (variant.derive is None) != (variant.spec is None):
+        raise ConfigError(f"student {name!r}: give either loss (trained) or derive and spec (derived)")
+    return STUDENTS.register(name, variant, description)
+
+
+def trained_students() -> list[str]:
+    """The registered students that are trained (the ladder), in registration order."""
+    return [name for name, variant in STUDENTS.items() if variant.loss is not None]
+
+
+# The ladder: labels only (ce on the teacher's clips, ce_all on every clip as the distilled students),
+# + distillation (kd), + confidence head (cd); the derived cd_da is registered with get_distance_student.
+register_student("ce", "labels only, trained on the teacher's clips",
+                 StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}, label_only=True))
+register_student("ce_all", "labels only, trained on every clip as the distilled students",
+                 StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}, label_only=True))
+register_student("kd", "labels + distillation from the teacher",
+                 StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}))
+register_student("cd", "labels + distillation + the confidence head (the method's student)",
+                 StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": d.beta, "gamma": d.gamma, "tau": d.tau,
+                                                "target": d.target, "calibrated_teacher": d.calibrated_teacher}))
 
 # Training and prediction: the loop, how clips are read and batched, devices and processes.
 _MODEL_CODE = ("cdlib.train", "cdlib.data.loading", "cdlib.device", "cdlib.distributed")
@@ -219,16 +255,12 @@ def get_teacher(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel
 
 
 def loss_weights(cfg: Config, variant: str) -> dict:
-    """Loss arguments of a student variant: ``ce`` and ``ce_all`` (β = γ = 0), ``kd`` (γ = 0) or ``cd``."""
-    d = cfg.distill
-    if variant in LABEL_ONLY_VARIANTS:
-        return {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}
-    if variant == "kd":
-        return {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}
-    if variant == "cd":
-        return {"alpha": d.alpha, "beta": d.beta, "gamma": d.gamma, "tau": d.tau, "target": d.target,
-                "calibrated_teacher": d.calibrated_teacher}
-    raise ValueError(f"unknown student variant {variant!r}; expected one of {', '.join(STUDENT_VARIANTS)}")
+    """Loss arguments of a trained student (:data:`STUDENTS`): ``ce`` and ``ce_all`` (β = γ = 0), ``kd`` (γ = 0),
+    ``cd``; a ConfigError for an unknown or derived one."""
+    entry = STUDENTS.get(variant)
+    if entry.loss is None:
+        raise ConfigError(f"student {variant!r} is derived from a trained student, not trained: it has no loss")
+    return entry.loss(cfg.distill)
 
 
 def student_train_config(cfg: Config, variant: str) -> TrainConfig:
@@ -267,7 +299,7 @@ def student_spec(cfg: Config, variant: str) -> dict:
         "numerics": training_numerics(cfg),
         "code": code_version(*_MODEL_CODE, *_DATA_CODE, "cdlib.losses"),
     }
-    if variant not in LABEL_ONLY_VARIANTS:
+    if not STUDENTS.get(variant).label_only:
         spec["teacher"] = teacher_spec(cfg)
     if cfg.student_weights:
         spec["weights"] = weights_key(cfg.student, cfg.student_weights)
@@ -286,7 +318,7 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
     bank = get_clips(cfg, "train", store)
     teacher_logits = None
     target_temperature = 1.0
-    if variant not in LABEL_ONLY_VARIANTS:
+    if not STUDENTS.get(variant).label_only:
         teacher_logits = get_outputs(cfg, "teacher", "train", store).logits
         if weights.get("calibrated_teacher"):
             target_temperature = teacher_temperature(cfg, store)
@@ -310,18 +342,18 @@ def get_student(cfg: Config, variant: str = "cd", store: ArtifactStore | None = 
 
 
 def get_model(cfg: Config, which: str, store: ArtifactStore | None = None) -> TrainedModel:
-    """``teacher``, a student variant (``ce``, ``ce_all``, ``kd``, ``cd``) or ``cd_da`` (:data:`STUDENTS`)."""
+    """``teacher`` or a registered student (:data:`STUDENTS`), trained or derived."""
     if which == "teacher":
         return get_teacher(cfg, store)
-    if which == "cd_da":
-        return get_distance_student(cfg, store)
-    return get_student(cfg, which, store)
+    derive = STUDENTS.get(which).derive
+    return derive(cfg, store) if derive is not None else get_student(cfg, which, store)
 
 
 def model_spec_of(cfg: Config, which: str) -> dict:
     if which == "teacher":
         return teacher_spec(cfg)
-    return distance_spec(cfg) if which == "cd_da" else student_spec(cfg, which)
+    spec = STUDENTS.get(which).spec
+    return spec(cfg) if spec is not None else student_spec(cfg, which)
 
 
 # ----------------------------------------------------------------------------- the distance-aware student
@@ -398,6 +430,10 @@ def get_distance_student(cfg: Config, store: ArtifactStore | None = None) -> Tra
     cd = get_student(cfg, "cd", store)
     model = with_distance_head(cd.model, get_distance_fit(cfg, store).confidence)
     return TrainedModel(name=cd.name, model=model, history=cd.history, spec=distance_spec(cfg))
+
+
+register_student("cd_da", "the CD student with the distance-aware score s_da (cdlib.distance)",
+                 StudentVariant(derive=get_distance_student, spec=distance_spec))
 
 
 # ----------------------------------------------------------------------------- outputs

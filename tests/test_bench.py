@@ -235,8 +235,36 @@ def test_the_ce_student_trains_on_the_teachers_clips_and_the_others_on_every_cli
     assert runs.student_train_config(cfg.replace(ce_student_clips="all"), "ce").clips == "all"
     with pytest.raises(ConfigError, match="ce_student_clips"):
         runs.student_train_config(cfg.replace(ce_student_clips="some"), "ce")
-    with pytest.raises(ValueError, match="variant"):
+    with pytest.raises(ConfigError, match="unknown student 'xx'"):
         runs.student_train_config(cfg, "xx")
+    with pytest.raises(ConfigError, match="derived"):
+        runs.loss_weights(cfg, "cd_da")
+
+
+def test_students_and_signals_are_registries_the_benchmark_reads():
+    from cdlib import evaluation
+
+    assert runs.trained_students() == ["ce", "ce_all", "kd", "cd"]
+    assert list(runs.STUDENTS) == [*runs.trained_students(), "cd_da"]
+    assert all(runs.STUDENTS.describe().values())
+    cfg = tiny_config()
+    assert runs.model_spec_of(cfg, "cd_da") == runs.distance_spec(cfg)
+    with pytest.raises(ConfigError, match="either loss"):
+        runs.register_student("broken", "neither trained nor derived", runs.StudentVariant())
+    runs.register_student("kd_twin", "a second KD student", runs.StudentVariant(loss=runs.STUDENTS["kd"].loss))
+    evaluation.register_signal("kd_twin_maxprob", "its max-softmax", lambda outputs: outputs["kd_twin"].score)
+    try:
+        assert runs.trained_students()[-1] == "kd_twin"
+        assert runs.loss_weights(cfg, "kd_twin") == runs.loss_weights(cfg, "kd")
+        outputs = {name: runs.ClipOutputs(logits=torch.zeros(2, 3), labels=torch.zeros(2, dtype=torch.long),
+                                          video=torch.zeros(2, dtype=torch.long), position=torch.arange(2),
+                                          informative=torch.ones(2, dtype=torch.int8), score_logit=torch.zeros(2))
+                   for name in ("teacher", *runs.STUDENTS)}
+        assert list(evaluation.confidence_signals(outputs)) == evaluation.SIGNALS.names()
+        assert evaluation.SIGNALS.names()[-1] == "kd_twin_maxprob"
+    finally:
+        runs.STUDENTS.unregister("kd_twin")
+        evaluation.SIGNALS.unregister("kd_twin_maxprob")
 
 
 @pytest.fixture(scope="module")
