@@ -360,8 +360,14 @@ def fit_distance_confidence(train_features, val_features, method: str = "gaussia
 # ----------------------------------------------------------------------------- candidates chosen on val
 
 def candidate_name(method: str, quantile: float) -> str:
-    """``"gaussian@0.99"``: a distance method and the gate's quantile."""
+    """``"gaussian@0.99"``: a distance method and the gate's quantile (:func:`candidate_parts` reads it back)."""
     return f"{method}@{quantile:g}"
+
+
+def candidate_parts(name: str) -> tuple[str, float]:
+    """``(method, quantile)`` of a :func:`candidate_name`."""
+    method, _, quantile = name.partition("@")
+    return method, float(quantile)
 
 
 def fit_candidates(train_features, train_labels, val_features, methods: Sequence[str] = METHODS,

@@ -19,6 +19,7 @@ from cdlib.artifacts import ArtifactStore
 from cdlib.calibration import auprc, auroc
 from cdlib.config import Config
 from cdlib.cost import flops_per_clip, video_gflops
+from cdlib.distance import candidate_parts
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
 from cdlib.progress import progress_bar
 from cdlib.registry import Registry
@@ -162,8 +163,8 @@ def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactSt
     score, correct = test["cd"].score, test["teacher"].correct
     candidates = {}
     for name, confidence in fit.candidates.items():
-        method, _, quantile = name.partition("@")
-        candidates[name] = {"method": method, "quantile": float(quantile), "reference": confidence.gate.reference,
+        method, quantile = candidate_parts(name)
+        candidates[name] = {"method": method, "quantile": quantile, "reference": confidence.gate.reference,
                             "scale": confidence.gate.scale, "val_auroc": fit.val_auroc[name],
                             "test_auroc": auroc(confidence(score, features), correct)}
     return {"chosen": fit.chosen, "candidates": candidates}

@@ -69,10 +69,9 @@ def trained_students() -> list[str]:
 
 # The ladder: labels only (ce on the teacher's clips, ce_all on every clip as the distilled students),
 # + distillation (kd), + confidence head (cd); the derived cd_da is registered with get_distance_student.
-register_student("ce", "labels only, trained on the teacher's clips",
-                 StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}, label_only=True))
-register_student("ce_all", "labels only, trained on every clip as the distilled students",
-                 StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}, label_only=True))
+_LABELS_ONLY = StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": 0.0, "gamma": 0.0}, label_only=True)
+register_student("ce", "labels only, trained on the teacher's clips", _LABELS_ONLY)
+register_student("ce_all", "labels only, trained on every clip as the distilled students", _LABELS_ONLY)
 register_student("kd", "labels + distillation from the teacher",
                  StudentVariant(loss=lambda d: {"alpha": d.alpha, "beta": d.beta, "gamma": 0.0, "tau": d.tau}))
 register_student("cd", "labels + distillation + the confidence head (the method's student)",
@@ -409,11 +408,12 @@ def get_distance_fit(cfg: Config, store: ArtifactStore | None = None) -> Distanc
 
     def build(_):
         d = cfg.distance
+        val_features = get_features(cfg, "val", store)
         candidates = distance.fit_candidates(
-            get_features(cfg, "train", store), get_clips(cfg, "train", store).labels, get_features(cfg, "val", store),
+            get_features(cfg, "train", store), get_clips(cfg, "train", store).labels, val_features,
             d.methods, d.quantiles, shrinkage=d.shrinkage, k=d.knn_k, max_bank=d.knn_bank, seed=cfg.seed)
         val_cd, val_teacher = get_outputs(cfg, "cd", "val", store), get_outputs(cfg, "teacher", "val", store)
-        chosen, val_auroc = distance.select_confidence(candidates, val_cd.score, get_features(cfg, "val", store),
+        chosen, val_auroc = distance.select_confidence(candidates, val_cd.score, val_features,
                                                        val_teacher.correct)
         log(f"distance-aware confidence chosen on val: {chosen} (val AUROC {val_auroc[chosen]:.3f})")
         return {**distance.candidates_state(candidates), "val_auroc": val_auroc, "chosen": chosen}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -350,15 +351,19 @@ class ToyDistillation:
         ``s_da``: ``s`` times the distance gate of the student's features.
         """
         points = torch.as_tensor(points, dtype=torch.float64)
-        student = self.student if _is_float64(self.student) else _double_copy(self.student)
-        logits, score_logit = student(points)
-        s = torch.sigmoid(score_logit)
+        features = self._student64.features(points)
+        s = torch.sigmoid(self._student64.score_head(features).squeeze(-1))
         return {
             "teacher_maxprob": max_softmax(toy_logits(self.run.model, points), self.run.temperature)[0],
-            "student_maxprob": logits.softmax(-1).amax(-1),
+            "student_maxprob": self._student64.classifier(features).softmax(-1).amax(-1),
             "s": s,
-            "s_da": self.confidence(s, student.features(points)),
+            "s_da": self.confidence(s, features),
         }
+
+    @cached_property
+    def _student64(self) -> ToyStudent:
+        """The student in float64, as the signals are computed."""
+        return self.student if _is_float64(self.student) else _double_copy(self.student)
 
     def grid(self, signal: str, extent=40.0, resolution: int = 201) -> ConfidenceGrid:
         """``signal`` (one of :data:`TOY_SIGNALS`) on a grid, as :func:`confidence_grid` (prediction: the student's)."""
@@ -367,7 +372,7 @@ class ToyDistillation:
         extent, xs, ys, points = _grid_points(extent, resolution)
         values = self.scores(points)[signal]
         with torch.no_grad():
-            prediction = _double_copy(self.student)(points)[0].argmax(-1)
+            prediction = self._student64(points)[0].argmax(-1)
         shape = (resolution, resolution)
         return ConfidenceGrid(xs, ys, values.numpy().reshape(shape), prediction.numpy().reshape(shape), extent, 1.0)
 
