@@ -1,8 +1,8 @@
 """The benchmark shared by ``python -m cdlib bench`` and the book.
 
 :func:`run_benchmark` trains (or loads) the teacher and the student ladder,
-evaluates every registered gating policy over its whole knob range on the val
-and the test split and counts FLOPs per clip with torch's flop counter
+evaluates every registered gating policy (or those of ``bench.policies``, with
+only the students they use) over its whole knob range on the val and the test split and counts FLOPs per clip with torch's flop counter
 (:mod:`cdlib.evaluation`), chooses each policy's operating points on val
 (:mod:`cdlib.selection`), times the chosen points end to end (student and
 teacher really run) on a fixed thread count (:mod:`cdlib.timing`), and measures
@@ -19,7 +19,7 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ratio, clips per test video, the clip shape, and ``gflops_per_clip`` of every
   model (the ``cd_da`` student's includes its feature distance). A policy's
   compute counts the student it uses.
-- ``policies``: per policy, one point per knob value (``cd_gate``: every
+- ``policies``: per evaluated policy (:func:`cdlib.evaluation.evaluated_policies`), one point per knob value (``cd_gate``: every
   ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
   ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
   on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
@@ -56,6 +56,10 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   (:func:`cdlib.evaluation.confidence_signals`).
 - ``distance``: the distance-aware confidences tried for ``cd_da``, with the
   val AUROC that chose one and the test AUROC of each (:func:`cdlib.evaluation.distance_report`).
+
+A key about a model or a policy that ``bench.policies`` leaves out is absent from
+its dict, or None where it is a single value (``cost.student_gflops_per_clip``,
+``distance``, the ``cd_*`` and ``sampler_maxprob_*`` summary keys, ``ce_baseline``).
 - ``wall_clock``: how the times were taken (:mod:`cdlib.timing`): ``selected_videos``,
   ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; None when
   the result was not timed.
@@ -80,12 +84,13 @@ from cdlib.evaluation import (
     collect_outputs,
     confidence_signals,
     distance_report,
+    evaluated_students,
     measure_cost,
     signal_quality,
     sweep_policies,
 )
 from cdlib.progress import log, progress_bar
-from cdlib.runs import STUDENTS, model_spec_of
+from cdlib.runs import model_spec_of
 from cdlib.selection import ce_baseline, select_points, summarize
 from cdlib.timing import measure_wall_clock
 
@@ -104,7 +109,7 @@ def benchmark_spec(cfg: Config, timing: bool = True) -> dict:
     return {
         "config": dataclasses.asdict(cfg),
         "timing": timing,
-        "models": {which: config_hash(model_spec_of(cfg, which)) for which in ("teacher", *STUDENTS)},
+        "models": {which: config_hash(model_spec_of(cfg, which)) for which in ("teacher", *evaluated_students(cfg))},
         "code": code_version(*RESULT_CODE),
     }
 

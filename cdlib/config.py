@@ -83,6 +83,12 @@ def _confidence_targets() -> list[str]:
     return list_targets()
 
 
+def _policies() -> list[str]:
+    from cdlib.gating import list_policies
+
+    return list_policies()
+
+
 def _profiles() -> list[str]:
     return list(PROFILES)
 
@@ -266,6 +272,11 @@ class BenchConfig:
     wall_repeats: Positive = 4  # passes over the timed points (see cdlib.timing.measure_wall_clock)
     throughput_batch: Positive = 16  # videos per batch in the throughput timing
     num_threads: Positive = 2
+    # the policies evaluated (empty: every registered policy, and every registered student): only the students
+    # they use are trained and evaluated; dense_teacher and oracle, the summary's references, always are
+    policies: Annotated[
+        tuple[Annotated[str, registered("policy", _policies)], ...], BeforeValidator(_comma_separated)
+    ] = ()
 
 
 @_section("distance")

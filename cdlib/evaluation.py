@@ -11,6 +11,7 @@ well each confidence signal predicts that the teacher is right on a clip
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -20,6 +21,7 @@ from cdlib.calibration import auprc, auroc
 from cdlib.config import Config
 from cdlib.cost import flops_per_clip, video_gflops
 from cdlib.distance import candidate_parts
+from cdlib.errors import ConfigError
 from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
 from cdlib.progress import progress_bar
 from cdlib.registry import Registry
@@ -34,28 +36,53 @@ from cdlib.runs import (
 )
 
 
+# ----------------------------------------------------------------------------- what is evaluated
+
+#: the policies every benchmark evaluates, whatever ``bench.policies`` says: the summary measures against them
+REFERENCE_POLICIES = ("dense_teacher", "oracle")
+
+
+def evaluated_policies(cfg: Config) -> list[str]:
+    """The policies a benchmark of ``cfg`` evaluates, in registration order: those of ``bench.policies`` (every
+    registered policy when it is empty) and the :data:`REFERENCE_POLICIES`."""
+    chosen = {*(cfg.bench.policies or list_policies()), *REFERENCE_POLICIES}
+    return [name for name in list_policies() if name in chosen]
+
+
+def evaluated_students(cfg: Config) -> list[str]:
+    """The students a benchmark of ``cfg`` trains and evaluates, in registration order: every registered student
+    when ``bench.policies`` is empty, else only those the evaluated policies use (a subset costs less to train)."""
+    if not cfg.bench.policies:
+        return list(STUDENTS)
+    used = {get_policy(name).student for name in evaluated_policies(cfg)}
+    return [name for name in STUDENTS if name in used]
+
+
 # ----------------------------------------------------------------------------- outputs and cost
 
 def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, ClipOutputs]:
-    """Per-clip outputs of the teacher and every student of the ladder on ``split``."""
-    return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *STUDENTS)}
+    """Per-clip outputs on ``split`` of the teacher and of every student the benchmark evaluates
+    (:func:`evaluated_students`)."""
+    return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *evaluated_students(cfg))}
 
 
 def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
-    """FLOPs per clip of the teacher and of every student (``flops_per_clip``; ``student_flops_per_clip`` is the CD
-    student's, the method's), counted by torch's flop counter on one clip of the test split's shape."""
+    """FLOPs per clip of the teacher and of every evaluated student (``flops_per_clip``; ``student_flops_per_clip``
+    is the CD student's, the method's, None when it is not evaluated), counted by torch's flop counter on one clip
+    of the test split's shape."""
     source = get_clips(cfg, "test", store)
     shape = (3, *source.clip_shape[:3])
-    flops = {which: flops_per_clip(get_model(cfg, which, store).model, shape) for which in ("teacher", *STUDENTS)}
-    teacher, student = flops["teacher"], flops["cd"]
+    flops = {which: flops_per_clip(get_model(cfg, which, store).model, shape)
+             for which in ("teacher", *evaluated_students(cfg))}
+    teacher, student = flops["teacher"], flops.get("cd")
     counts = torch.bincount(source.video).float()
     return {
         "flops_per_clip": flops,
         "teacher_flops_per_clip": teacher,
         "student_flops_per_clip": student,
         "teacher_gflops_per_clip": teacher / 1e9,
-        "student_gflops_per_clip": student / 1e9,
-        "student_teacher_flops_ratio": student / teacher,
+        "student_gflops_per_clip": student / 1e9 if student is not None else None,
+        "student_teacher_flops_ratio": student / teacher if student is not None else None,
         "clips_per_video": float(counts.mean()),
         "input_shape": list(shape),
     }
@@ -83,16 +110,17 @@ def video_outputs(teacher: ClipOutputs, student: ClipOutputs | None) -> list[Vid
 
 def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, ClipOutputs], cost: dict,
                    policies: Sequence[str] | None = None) -> dict[str, list[dict]]:
-    """Accuracy and cost of every policy over its whole knob range, on the test and on the val videos.
+    """Accuracy and cost of each policy over its whole knob range, on the test and on the val videos.
 
-    ``test`` and ``val`` are the per-clip outputs of the teacher and every student
-    on each split (:func:`collect_outputs`). The knob range is the same on both
-    splits (``k`` up to the most clips of any video of either).
+    ``test`` and ``val`` are the per-clip outputs of the teacher and the evaluated
+    students on each split (:func:`collect_outputs`); ``policies`` defaults to
+    :func:`evaluated_policies`. The knob range is the same on both splits (``k``
+    up to the most clips of any video of either).
     """
     videos = {}
     for split, outputs in (("test", test), ("val", val)):
         videos[split] = {None: video_outputs(outputs["teacher"], None)}
-        for variant in STUDENTS:
+        for variant in [which for which in outputs if which != "teacher"]:
             videos[split][variant] = video_outputs(outputs["teacher"], outputs[variant])
     max_clips = max(v.num_clips for split in videos.values() for v in split[None])
 
@@ -102,8 +130,10 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
                             cost["teacher_flops_per_clip"])
 
     result = {}
-    for name in policies or list_policies():
+    for name in policies or evaluated_policies(cfg):
         spec = get_policy(name)
+        if spec.student is not None and spec.student not in videos["test"]:
+            raise ConfigError(f"{name}: needs the outputs of the {spec.student} student, which were not collected")
         memos = {split: [{} for _ in videos[split][spec.student]] for split in videos}  # shared by the knobs
         points = []
         for knob in progress_bar(spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights),
@@ -125,39 +155,55 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
 
 # ----------------------------------------------------------------------------- confidence signals
 
-#: per-clip confidence signals by name (:class:`~cdlib.registry.Registry`): each maps the outputs of the teacher
-#: and every student on the same clips to one score per clip, higher meaning "the teacher is more likely right"
-SIGNALS: Registry[Callable[[dict[str, ClipOutputs]], torch.Tensor]] = Registry("confidence signal")
+@dataclass(frozen=True)
+class Signal:
+    """A per-clip confidence signal: ``score(outputs)`` maps the outputs of the models named in ``reads`` (the
+    teacher and students, on the same clips) to one score per clip, higher meaning "the teacher is more likely
+    right"."""
+
+    score: Callable[[dict[str, ClipOutputs]], torch.Tensor]
+    reads: tuple[str, ...]
 
 
-def register_signal(name: str, description: str, signal: Callable[[dict[str, ClipOutputs]], torch.Tensor]):
-    """Add ``signal`` to :data:`SIGNALS`: the benchmark reports its AUROC and AUPRC."""
-    return SIGNALS.register(name, signal, description)
+#: the confidence signals by name (:class:`~cdlib.registry.Registry`)
+SIGNALS: Registry[Signal] = Registry("confidence signal")
+
+
+def register_signal(name: str, description: str, score: Callable[[dict[str, ClipOutputs]], torch.Tensor],
+                    reads: Sequence[str]) -> Signal:
+    """Add a :class:`Signal` to :data:`SIGNALS`: the benchmark reports its AUROC and AUPRC wherever the models it
+    ``reads`` are evaluated."""
+    return SIGNALS.register(name, Signal(score, tuple(reads)), description)
 
 
 def _maxprob(which: str) -> Callable[[dict[str, ClipOutputs]], torch.Tensor]:
     return lambda outputs: outputs[which].logits.softmax(-1).amax(-1)
 
 
-register_signal("cd", "the distilled score s of the CD student", lambda outputs: outputs["cd"].score)
-register_signal("cd_da", "the distance-aware score s_da (cdlib.distance)", lambda outputs: outputs["cd_da"].score)
-register_signal("student_maxprob", "max-softmax of the CE student trained on the teacher's clips", _maxprob("ce"))
-register_signal("ce_all_maxprob", "max-softmax of the CE student trained on every clip", _maxprob("ce_all"))
-register_signal("kd_maxprob", "max-softmax of the KD student", _maxprob("kd"))
-register_signal("cd_maxprob", "max-softmax of the CD student", _maxprob("cd"))
-register_signal("teacher_maxprob", "the teacher's own max-softmax", _maxprob("teacher"))
+register_signal("cd", "the distilled score s of the CD student", lambda outputs: outputs["cd"].score, ["cd"])
+register_signal("cd_da", "the distance-aware score s_da (cdlib.distance)", lambda outputs: outputs["cd_da"].score,
+                ["cd_da"])
+for _model, _name, _what in (("ce", "student_maxprob", "the CE student trained on the teacher's clips"),
+                             ("ce_all", "ce_all_maxprob", "the CE student trained on every clip"),
+                             ("kd", "kd_maxprob", "the KD student"), ("cd", "cd_maxprob", "the CD student"),
+                             ("teacher", "teacher_maxprob", "the teacher's own")):
+    register_signal(_name, f"max-softmax of {_what}", _maxprob(_model), [_model])
 
 
 def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tensor]:
-    """Every registered signal (:data:`SIGNALS`) on the same clips, from the outputs of the teacher and every
-    student: the distilled score ``cd``, its distance-aware form ``cd_da`` and each model's max-softmax."""
-    return {name: signal(outputs) for name, signal in SIGNALS.items()}
+    """Each registered signal (:data:`SIGNALS`) whose models are in ``outputs`` (the teacher's and the students'
+    on the same clips): the distilled score ``cd``, its distance-aware form ``cd_da`` and each model's
+    max-softmax."""
+    return {name: signal.score(outputs) for name, signal in SIGNALS.items() if set(signal.reads) <= outputs.keys()}
 
 
-def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict:
+def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict | None:
     """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.runs.get_distance_fit`)
     with its ``method``, ``quantile``, gate ``reference`` and ``scale``, its ``val_auroc`` (what chose it) and
-    its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal)."""
+    its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal).
+    None when the ``cd_da`` student is not evaluated (``test`` has no outputs of it)."""
+    if "cd_da" not in test:
+        return None
     fit = get_distance_fit(cfg, store)
     features = get_features(cfg, "test", store)
     score, correct = test["cd"].score, test["teacher"].correct

@@ -86,7 +86,9 @@ def select_points(policies: dict[str, list[dict]]) -> dict[str, dict[str, int | 
 
 
 def summarize(policies: dict[str, list[dict]]) -> dict:
-    """The ``summary`` block of the benchmark JSON (keys: :mod:`cdlib.bench`) from every policy's points."""
+    """The ``summary`` block of the benchmark JSON (keys: :mod:`cdlib.bench`) from every evaluated policy's points
+    (``dense_teacher`` and ``oracle`` among them; the keys of ``cd_gate`` or ``sampler_maxprob`` are None where
+    that policy is not)."""
     selected = select_points(policies)
     dense = policies["dense_teacher"][0]
     upper = dense["gflops_per_video"]
@@ -96,19 +98,19 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
         return curve_area(points, upper) / oracle_area if oracle_area > 0 else float("nan")
 
     def at(name: str, which: str, key: str):
-        index = selected[name][which]
+        index = selected[name][which] if name in policies else None
         return policies[name][index].get(key) if index is not None else None
 
     def selection_keys(matched: str, best: str) -> dict:
         ratio = {name: (at(name, matched, "gflops_per_video") / upper if selected[name][matched] is not None else None)
                  for name in policies}
         return {
-            "cd_gflops_ratio_at_dense_accuracy": ratio["cd_gate"],
+            "cd_gflops_ratio_at_dense_accuracy": ratio.get("cd_gate"),
             "cd_test_accuracy_at_matched_point": at("cd_gate", matched, "accuracy"),
             "cd_wall_ratio_at_dense_accuracy": at("cd_gate", matched, "wall_ratio_to_dense"),
             "cd_throughput_wall_ratio_at_dense_accuracy": at("cd_gate", matched, "throughput_wall_ratio_to_dense"),
             "cd_best_accuracy": at("cd_gate", best, "accuracy"),
-            "cd_accuracy_gain": at("cd_gate", best, "accuracy") - dense["accuracy"],
+            "cd_accuracy_gain": at("cd_gate", best, "accuracy") - dense["accuracy"] if "cd_gate" in policies else None,
             "gflops_ratio_at_dense_accuracy": ratio,
             "test_accuracy_at_matched_point": {name: at(name, matched, "accuracy") for name in policies},
             "best_accuracy": {name: at(name, best, "accuracy") for name in policies},
@@ -120,8 +122,9 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
         "dense_teacher_val_accuracy": dense["val_accuracy"],
         "dense_teacher_gflops_per_video": upper,
         **selection_keys("matched", "best"),
-        "cd_auc_vs_oracle": area_vs_oracle(policies["cd_gate"]),
-        "sampler_maxprob_auc_vs_oracle": area_vs_oracle(policies["sampler_maxprob"]),
+        "cd_auc_vs_oracle": area_vs_oracle(policies["cd_gate"]) if "cd_gate" in policies else None,
+        "sampler_maxprob_auc_vs_oracle":
+            area_vs_oracle(policies["sampler_maxprob"]) if "sampler_maxprob" in policies else None,
         "auc_vs_oracle": {name: area_vs_oracle(points) for name, points in policies.items()},
         "upper_bound": {"selection": "test", **selection_keys("upper_bound_matched", "upper_bound_best")},
     }
@@ -133,7 +136,7 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
 CE_BASELINES = {"ce": ("student_maxprob", "sampler_maxprob"), "ce_all": ("ce_all_maxprob", "sampler_ce_all")}
 
 
-def ce_baseline(val_auroc: dict[str, float]) -> dict:
+def ce_baseline(val_auroc: dict[str, float]) -> dict | None:
     """The label-only student the headline comparison uses: the stronger of the two, chosen on val.
 
     Of ``ce`` (trained on the teacher's clips) and ``ce_all`` (trained on every
@@ -141,9 +144,12 @@ def ce_baseline(val_auroc: dict[str, float]) -> dict:
     higher AUROC for "teacher right on a clip" on the val clips (ties: ``ce``),
     so that the distilled score is compared with the better label-only signal
     without looking at the test split. Returns ``student``, its ``signal`` and
-    ``policy`` names and the two ``val_auroc`` values.
+    ``policy`` names and the two ``val_auroc`` values; of one student where the
+    other was not evaluated (its signal is not in ``val_auroc``), None where neither was.
     """
-    scores = {student: val_auroc[signal] for student, (signal, _) in CE_BASELINES.items()}
+    scores = {student: val_auroc[signal] for student, (signal, _) in CE_BASELINES.items() if signal in val_auroc}
+    if not scores:
+        return None
     student = max(scores, key=lambda name: (_finite(scores[name]), name == "ce"))
     signal, policy = CE_BASELINES[student]
     return {"student": student, "signal": signal, "policy": policy, "val_auroc": scores}

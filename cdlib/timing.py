@@ -45,7 +45,8 @@ from cdlib.artifacts import ArtifactStore
 from cdlib.config import Config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved, timing_model
 from cdlib.device import autocast, resolve_runtime, synchronize, to_device
-from cdlib.gating import POLICIES, Decision, PolicySpec, VideoOutputs, get_policy
+from cdlib.evaluation import evaluated_policies
+from cdlib.gating import Decision, PolicySpec, VideoOutputs, get_policy
 from cdlib.models import preprocess
 from cdlib.progress import log
 from cdlib.runs import STUDENTS, get_clips, get_model
@@ -91,7 +92,7 @@ class TimedPipeline:
         self.clips = [source.video_clips(v) for v in range(min(num_videos, source.num_videos))]
         self.labels = source.video_labels()[:num_videos].tolist()
         self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
-        used = {spec.student for spec in POLICIES.values()} - {None}
+        used = {get_policy(name).student for name in evaluated_policies(cfg)} - {None}
         self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
                          for v in STUDENTS if v in used}
 

@@ -141,7 +141,7 @@ def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_
                 ("evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")) == [bench_key, teacher_key]
     code_edits = {
         "bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
-        "evaluation.py": ('flops["teacher"], flops["cd"]', 'flops["teacher"], flops["kd"]'),  # the numbers
+        "evaluation.py": ('flops.get("cd")', 'flops.get("kd")'),  # the numbers
         "selection.py": ("_TOLERANCE = 1e-12", "_TOLERANCE = 1e-9"),  # the chosen points
         "timing.py": ("return tuple(value) if", "return list(value) if"),  # the timed pipeline
     }

@@ -26,6 +26,7 @@ from cdlib.tables import (
     BUDGET_AXIS,
     accuracy_table,
     config_value,
+    format_table,
     headline_table,
     matched_accuracy_table,
     matched_compute_table,
@@ -252,7 +253,8 @@ def test_students_and_signals_are_registries_the_benchmark_reads():
     with pytest.raises(ConfigError, match="either loss"):
         runs.register_student("broken", "neither trained nor derived", runs.StudentVariant())
     runs.register_student("kd_twin", "a second KD student", runs.StudentVariant(loss=runs.STUDENTS["kd"].loss))
-    evaluation.register_signal("kd_twin_maxprob", "its max-softmax", lambda outputs: outputs["kd_twin"].score)
+    evaluation.register_signal("kd_twin_maxprob", "its max-softmax", lambda outputs: outputs["kd_twin"].score,
+                               reads=["kd_twin"])
     try:
         assert runs.trained_students()[-1] == "kd_twin"
         assert runs.loss_weights(cfg, "kd_twin") == runs.loss_weights(cfg, "kd")
@@ -265,6 +267,38 @@ def test_students_and_signals_are_registries_the_benchmark_reads():
     finally:
         runs.STUDENTS.unregister("kd_twin")
         evaluation.SIGNALS.unregister("kd_twin_maxprob")
+
+
+def test_signals_whose_models_were_not_evaluated_are_left_out():
+    from cdlib import evaluation
+
+    outputs = {name: runs.ClipOutputs(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), labels=torch.zeros(2, dtype=torch.long),
+                                      video=torch.zeros(2, dtype=torch.long), position=torch.arange(2),
+                                      informative=torch.ones(2, dtype=torch.int8), score_logit=torch.tensor([0.0, 3.0]))
+               for name in ("teacher", "cd")}
+    signals = evaluation.confidence_signals(outputs)
+    assert list(signals) == ["cd", "cd_maxprob", "teacher_maxprob"]
+    assert torch.allclose(signals["cd"], torch.sigmoid(torch.tensor([0.0, 3.0])))
+    assert torch.allclose(signals["teacher_maxprob"], torch.softmax(outputs["teacher"].logits, 1).amax(1))
+
+
+def test_the_ce_baseline_of_the_ce_students_that_were_evaluated():
+    assert ce_baseline({"student_maxprob": 0.6})["student"] == "ce"
+    assert ce_baseline({"ce_all_maxprob": 0.6, "cd": 0.9})["policy"] == "sampler_ce_all"
+    assert ce_baseline({"cd": 0.9}) is None
+
+
+def test_bench_policies_are_checked_when_the_config_is_built():
+    from cdlib.evaluation import evaluated_policies, evaluated_students
+
+    with pytest.raises(ConfigError, match=r"bench\.policies.*unknown policy 'cd_gat'"):
+        tiny_config(**{"bench.policies": "cd_gate,cd_gat"})
+    cfg = tiny_config(**{"bench.policies": "cd_gate,sampler_maxprob"})
+    assert cfg.bench.policies == ("cd_gate", "sampler_maxprob")
+    assert evaluated_policies(cfg) == ["dense_teacher", "sampler_maxprob", "cd_gate", "oracle"]
+    assert evaluated_students(cfg) == ["ce", "cd"]
+    assert evaluated_policies(tiny_config()) == list_policies()
+    assert evaluated_students(tiny_config()) == list(runs.STUDENTS)
 
 
 @pytest.fixture(scope="module")
@@ -616,3 +650,37 @@ def test_distance_table_averages_each_candidate_over_seeds_per_swept_value():
     assert table.loc[("knn", 0.99), 0.0] == pytest.approx(0.7)
     assert chosen_distance(results) == "gaussian@0.99 (1 seed), knn@0.99 (1 seed)"
     assert chosen_distance(results[:2]) == "gaussian@0.99"
+
+
+def test_a_benchmark_of_some_policies_trains_only_their_students_and_gives_their_numbers(tiny_run, monkeypatch):
+    """bench.policies=cd_gate: the teacher and the CD student only, and the same points as the full benchmark."""
+    cfg, store, full = tiny_run
+    from cdlib import evaluation
+
+    built = []
+
+    def recording(function):
+        def call(config, which, *args, **kwargs):
+            built.append(which)
+            return function(config, which, *args, **kwargs)
+        return call
+
+    for module in (runs, evaluation):
+        for name in ("get_model", "get_outputs"):
+            monkeypatch.setattr(module, name, recording(getattr(module, name)))
+    result = run_benchmark(cfg.replace(**{"bench.policies": "cd_gate"}), store, timing=False)
+    assert set(built) == {"teacher", "cd"}
+    assert list(result["policies"]) == ["dense_teacher", "cd_gate", "oracle"]
+    for name, points in result["policies"].items():
+        keys = ("knob", "accuracy", "gflops_per_video", "val_accuracy", "val_gflops_per_video")
+        assert [[p[k] for k in keys] for p in points] == [[p[k] for k in keys] for p in full["policies"][name]], name
+    assert set(result["confidence_auroc"]) == {"cd", "cd_maxprob", "teacher_maxprob"}
+    assert result["confidence_auroc"]["cd"] == full["confidence_auroc"]["cd"]
+    assert set(result["cost"]["gflops_per_clip"]) == {"teacher", "cd"}
+    summary = result["summary"]
+    for key in ("cd_auc_vs_oracle", "cd_best_accuracy", "cd_gflops_ratio_at_dense_accuracy", "dense_teacher_accuracy"):
+        assert summary[key] == full["summary"][key], key
+    assert summary["sampler_maxprob_auc_vs_oracle"] is None and summary["ce_baseline"] is None
+    assert result["distance"] is None
+    printed = format_table(result)  # what `bench` prints: the cd_gate lines, no CE baseline
+    assert "cd_gate at the best point on val" in printed and "CE baseline" not in printed
