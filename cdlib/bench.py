@@ -220,3 +220,15 @@ def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None =
         log(f"sweep: {key} = {value}")
         results.append(run_benchmark(cfg.replace(**{key: value}), store, timing=timing))
     return results
+
+
+#: what :func:`harder_data` evaluates: the method's policy and the CE student's sampler, so that only the teacher,
+#: the CE and the CD student are trained on the harder data
+HARDER_DATA_POLICIES = ("sampler_maxprob", "cd_gate")
+
+
+def harder_data(cfg: Config, informative_fraction: float, store: ArtifactStore | None = None) -> dict:
+    """The untimed :func:`run_benchmark` of ``cfg`` with the models trained and tested on videos whose action fills
+    ``informative_fraction`` of the video (``data.informative_fraction``), for :data:`HARDER_DATA_POLICIES` only."""
+    return run_benchmark(cfg.replace(**{"data.informative_fraction": informative_fraction,
+                                        "bench.policies": HARDER_DATA_POLICIES}), store, timing=False)

@@ -154,7 +154,7 @@ class Decision:
     teacher_clips: int
     student_clips: int
 
-    @property
+    @cached_property
     def prediction(self) -> int:
         """``argmax_k probs[k]`` (ties: the lowest class index)."""
         return int(self.probs.argmax())
@@ -165,6 +165,8 @@ def _descending(values: Tensor) -> Tensor:
 
 
 def _check_k(policy: str, k) -> int:
+    if type(k) is int and k >= 1:  # the common case, without the slower checks against the numbers ABCs
+        return k
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ConfigError(f"{policy}: knob k must be an integer >= 1, got {k!r}")
     return int(k)
@@ -274,18 +276,18 @@ def cd_gate(video: VideoOutputs, knob: tuple, *, generator: torch.Generator | No
     estimate, confidence = video.student_estimate
     if confidence >= theta:
         return Decision(estimate, 0, video.num_clips)
-    indices = _top(video.order_by_score, k)
-    key = ("cd_gate", indices.numel(), weight)
-    combined = memo.get(key) if memo is not None else None
-    if combined is None:
+    key = ("cd_gate", min(k, video.num_clips), weight)
+    decision = memo.get(key) if memo is not None else None
+    if decision is None:
+        indices = _top(video.order_by_score, k)
         combined = (video.score_weights[indices] * _teacher_probs(video, indices)).sum(dim=0)
         if weight > 0 and k < video.num_clips:
             rest = video.order_by_score[k:]
             combined = combined + weight * video.weighted_student_probs[rest].sum(dim=0)
-        combined = combined / combined.sum()
+        decision = Decision(combined / combined.sum(), indices.numel(), video.num_clips)
         if memo is not None:
-            memo[key] = combined
-    return Decision(combined, indices.numel(), video.num_clips)
+            memo[key] = decision
+    return decision
 
 
 def _gate_knob(knob) -> tuple[float, int, float]:
@@ -293,6 +295,8 @@ def _gate_knob(knob) -> tuple[float, int, float]:
     if not isinstance(knob, (tuple, list)) or len(knob) not in (2, 3):
         raise ConfigError(f"cd_gate: knob must be (theta, k) or (theta, k, lambda), got {knob!r}")
     theta, k, weight = (*knob, 1.0) if len(knob) == 2 else knob
+    if type(theta) is float and type(weight) is float and theta == theta and weight >= 0:  # the common case, fast
+        return theta, _check_k("cd_gate", k), weight
     if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or math.isnan(theta):
         raise ConfigError(f"cd_gate: knob theta must be a number, got {theta!r}")
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 0:

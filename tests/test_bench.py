@@ -684,3 +684,15 @@ def test_a_benchmark_of_some_policies_trains_only_their_students_and_gives_their
     assert result["distance"] is None
     printed = format_table(result)  # what `bench` prints: the cd_gate lines, no CE baseline
     assert "cd_gate at the best point on val" in printed and "CE baseline" not in printed
+
+
+def test_harder_data_retrains_on_the_fraction_for_the_method_and_the_ce_sampler(monkeypatch):
+    from cdlib import bench
+
+    calls = []
+    monkeypatch.setattr(bench, "run_benchmark", lambda cfg, store=None, timing=True: calls.append((cfg, timing)))
+    bench.harder_data(tiny_config(), 0.2)
+    (cfg, timing), = calls
+    assert cfg.data.informative_fraction == 0.2 and not timing
+    assert cfg.bench.policies == bench.HARDER_DATA_POLICIES == ("sampler_maxprob", "cd_gate")
+    assert cfg.replace(**{"data.informative_fraction": 0.3, "bench.policies": ()}) == tiny_config()
