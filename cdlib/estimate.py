@@ -244,8 +244,10 @@ class Phase:
 
 
 def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) -> list[Phase]:
-    """The work of training the teacher and the student ladder and running the benchmark of ``cfg``."""
-    from cdlib.gating import get_policy, list_policies
+    """The work of training the teacher and the student ladder and running the benchmark of ``cfg`` (only the
+    policies and students of ``bench.policies`` where it names some)."""
+    from cdlib.evaluation import evaluated_policies, evaluated_students
+    from cdlib.gating import get_policy
     from cdlib.runs import trained_students
 
     def per_epoch(train_cfg) -> float:
@@ -254,13 +256,14 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
 
     clips = {split: videos * size.clips_per_video
              for split, videos in (("train", size.train_videos), ("val", size.val_videos), ("test", size.test_videos))}
-    t, s, variants = cfg.teacher_train, cfg.student_train, len(trained_students())
+    students, policies = evaluated_students(cfg), evaluated_policies(cfg)
+    t, s, variants = cfg.teacher_train, cfg.student_train, len(set(trained_students()) & set(students))
     b = cfg.bench
     points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights))
-                 for name in list_policies())
+                 for name in policies)
     # cdlib.timing.measure_wall_clock: the matched and best points of every policy, in latency and throughput
     # mode, on bench.wall_selected_videos videos; every other point in latency mode on bench.wall_videos.
-    selected_runs = 2 * len(list_policies()) * 2 * min(b.wall_selected_videos, size.test_videos)
+    selected_runs = 2 * len(policies) * 2 * min(b.wall_selected_videos, size.test_videos)
     timed_clips = (b.wall_repeats * (selected_runs + points * b.wall_videos) + points) * size.clips_per_video
     # (name, clips, FLOPs per clip, scaling, whether the clips are loaded: the timing reuses a few loaded videos)
     rows = [
@@ -271,11 +274,12 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
         (f"students ({variants}): validation after each epoch", variants * s.epochs * clips["val"],
          student.forward_flops, "shard", True),
         (f"students ({variants}): outputs on test", variants * clips["test"], student.forward_flops, "shard", True),
-        ("cd_da student: features on train, val, test; outputs on val, test",
-         sum(clips.values()) + clips["val"] + clips["test"], student.forward_flops, "shard", True),
         (f"benchmark: wall-clock timing of {points} operating points (at most)", timed_clips,
          teacher.forward_flops + student.forward_flops, "one", False),
     ]
+    if "cd_da" in students:
+        rows.insert(-1, ("cd_da student: features on train, val, test; outputs on val, test",
+                         sum(clips.values()) + clips["val"] + clips["test"], student.forward_flops, "shard", True))
     return [Phase(name, n, n * flops, scaling, n * cfg.data.clip_length if loaded and size.decoded else 0.0)
             for name, n, flops, scaling, loaded in rows]
 

@@ -115,6 +115,15 @@ def test_estimate_table_lists_every_phase_and_the_weight_files():
     assert len(re.findall(r"^\| (teacher|students|benchmark)", text, re.M)) == 7
 
 
+def test_the_estimate_counts_only_the_students_and_policies_of_bench_policies():
+    full = estimate_markdown(profile_config("ucf101"), tflops=50)
+    some = estimate_markdown(profile_config("ucf101").replace(**{"bench.policies": "cd_gate"}), tflops=50)
+    assert "students (4): train" in full and "cd_da student" in full
+    assert "students (1): train" in some and "cd_da student" not in some
+    points = [int(re.search(r"timing of (\d+) operating points", text)[1]) for text in (full, some)]
+    assert points[1] < points[0]
+
+
 def test_readme_holds_the_current_estimate():
     readme = (PROJECT / "README.md").read_text()
     block = readme.split(README_START + "\n", 1)[1].split(README_END, 1)[0]
