@@ -2,8 +2,8 @@
 
 :func:`run_benchmark` trains (or loads) the teacher and the student ladder,
 evaluates every registered gating policy (or those of ``bench.policies``, with
-only the students they use) over its whole knob range on the val and the test split and counts FLOPs per clip with torch's flop counter
-(:mod:`cdlib.evaluation`), chooses each policy's operating points on val
+only the students they use) over its whole knob range on the val and the test
+split and counts FLOPs per clip with torch's flop counter (:mod:`cdlib.evaluation`), chooses each policy's operating points on val
 (:mod:`cdlib.selection`), times the chosen points end to end (student and
 teacher really run) on a fixed thread count (:mod:`cdlib.timing`), and measures
 how well each confidence signal predicts that the teacher is right on a clip
@@ -19,8 +19,8 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ratio, clips per test video, the clip shape, and ``gflops_per_clip`` of every
   model (the ``cd_da`` student's includes its feature distance). A policy's
   compute counts the student it uses.
-- ``policies``: per evaluated policy (:func:`cdlib.evaluation.evaluated_policies`), one point per knob value (``cd_gate``: every
-  ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
+- ``policies``: per evaluated policy (:func:`cdlib.evaluation.evaluated_policies`),
+  one point per knob value (``cd_gate``: every ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
   ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
   on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
   was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``
@@ -56,13 +56,13 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   (:func:`cdlib.evaluation.confidence_signals`).
 - ``distance``: the distance-aware confidences tried for ``cd_da``, with the
   val AUROC that chose one and the test AUROC of each (:func:`cdlib.evaluation.distance_report`).
+- ``wall_clock``: how the times were taken (:mod:`cdlib.timing`): ``selected_videos``,
+  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; None when
+  the result was not timed.
 
 A key about a model or a policy that ``bench.policies`` leaves out is absent from
 its dict, or None where it is a single value (``cost.student_gflops_per_clip``,
 ``distance``, the ``cd_*`` and ``sampler_maxprob_*`` summary keys, ``ce_baseline``).
-- ``wall_clock``: how the times were taken (:mod:`cdlib.timing`): ``selected_videos``,
-  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; None when
-  the result was not timed.
 """
 
 from __future__ import annotations

@@ -94,8 +94,10 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
     upper = dense["gflops_per_video"]
     oracle_area = curve_area(policies["oracle"], upper)
 
-    def area_vs_oracle(points) -> float:  # NaN when the oracle has no point cheaper than the dense teacher
-        return curve_area(points, upper) / oracle_area if oracle_area > 0 else float("nan")
+    def area_vs_oracle(name: str) -> float | None:  # NaN when the oracle has no point cheaper than the dense teacher
+        if name not in policies:
+            return None
+        return curve_area(policies[name], upper) / oracle_area if oracle_area > 0 else float("nan")
 
     def at(name: str, which: str, key: str):
         index = selected[name][which] if name in policies else None
@@ -122,10 +124,9 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
         "dense_teacher_val_accuracy": dense["val_accuracy"],
         "dense_teacher_gflops_per_video": upper,
         **selection_keys("matched", "best"),
-        "cd_auc_vs_oracle": area_vs_oracle(policies["cd_gate"]) if "cd_gate" in policies else None,
-        "sampler_maxprob_auc_vs_oracle":
-            area_vs_oracle(policies["sampler_maxprob"]) if "sampler_maxprob" in policies else None,
-        "auc_vs_oracle": {name: area_vs_oracle(points) for name, points in policies.items()},
+        "cd_auc_vs_oracle": area_vs_oracle("cd_gate"),
+        "sampler_maxprob_auc_vs_oracle": area_vs_oracle("sampler_maxprob"),
+        "auc_vs_oracle": {name: area_vs_oracle(name) for name in policies},
         "upper_bound": {"selection": "test", **selection_keys("upper_bound_matched", "upper_bound_best")},
     }
 
