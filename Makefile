@@ -33,7 +33,6 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and on its own: pip takes these two pinned releases from the machine's disk.
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e ".[book,test]"
@@ -64,13 +63,18 @@ chapter: install
 	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/$(CH).ipynb \
 		-p profile $(PROFILE) -p seed $(SEED) $(if $(DATA),-p data '$(DATA)') $(if $(SET),-p overrides '$(SET)') $(PARAMS)
 
+# The tests and nbval's chapters run on one pytest-xdist worker per core. OMP_WAIT_POLICY=PASSIVE: torch's idle
+# OpenMP threads sleep rather than spin on the core another worker needs (spinning made two workers slower than one).
+# The chapters' own execution keeps the default: it runs alone, and it times the models.
+PARALLEL := OMP_WAIT_POLICY=PASSIVE
 unit: install
-	$(PY) -m pytest tests
+	$(PARALLEL) $(PY) -m pytest -n auto tests
 
 # nbval re-executes every executed chapter (strict: every output must match the stored one).
 nbval: install
 	@test -n "$(NOTEBOOKS)" || (echo "no executed chapters under $(EXECUTED)/book: run make execute first"; exit 2)
-	cd $(EXECUTED)/book && CDLIB_PROGRESS=0 $(CURDIR)/$(PY) -m pytest --nbval -p no:cacheprovider \
+	cd $(EXECUTED)/book && CDLIB_PROGRESS=0 $(PARALLEL) $(CURDIR)/$(PY) -m pytest --nbval -p no:cacheprovider \
+		-n auto --dist loadscope \
 		--nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg $(notdir $(NOTEBOOKS))
 
 test: unit execute nbval html

@@ -94,7 +94,11 @@ TEST_ONLY_FIELDS = ("test_shift", "test_informative_fraction", "num_test")
 
 
 def data_spec(cfg: Config, split: str = "train") -> dict:
-    """What determines the clips of ``split`` (for ``train``: everything a trained model depends on)."""
+    """What determines the clips of ``split`` (for ``train``: everything a trained model depends on).
+
+    A test ``rho`` (``data.test_informative_fraction``) equal to the training one is written as its default 0
+    ("the same"): both give the same test videos, so a sweep over test ``rho`` reuses the outputs at that value.
+    """
     data = dataclasses.asdict(cfg.data)
     if data["source"] != "synthetic":  # imported here: the layouts need PyAV, the synthetic set does not
         from cdlib.data.layouts import normalize_source
@@ -103,6 +107,8 @@ def data_spec(cfg: Config, split: str = "train") -> dict:
     if split != "test":
         for name in TEST_ONLY_FIELDS:
             del data[name]
+    elif data["test_informative_fraction"] == data["informative_fraction"]:
+        data["test_informative_fraction"] = 0.0
     return {"data": data, "seed": cfg.seed}
 
 

@@ -221,6 +221,9 @@ def test_test_only_data_fields_do_not_retrain_models():
         assert runs.data_spec(other, "val") == runs.data_spec(cfg, "val")
     trained_on = cfg.replace(**{"data.informative_fraction": 0.5})
     assert runs.model_spec_of(trained_on, "teacher") != runs.model_spec_of(cfg, "teacher")
+    # a test rho equal to the training one is the default test split (test_synthetic checks the videos): one key
+    same = cfg.replace(**{"data.test_informative_fraction": cfg.data.informative_fraction})
+    assert runs.data_spec(same, "test") == runs.data_spec(cfg, "test")
 
 
 def test_the_ce_student_trains_on_the_teachers_clips_and_the_others_on_every_clip():
