@@ -22,7 +22,7 @@ from cdlib.config import Config
 from cdlib.cost import flops_per_clip, video_gflops
 from cdlib.distance import candidate_parts
 from cdlib.errors import ConfigError
-from cdlib.gating import VideoOutputs, get_policy, list_policies, run_policy
+from cdlib.gating import VideoOutputs, get_policy, list_policies, sweep_policy
 from cdlib.progress import progress_bar
 from cdlib.registry import Registry
 from cdlib.runs import (
@@ -130,26 +130,22 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
                             cost["teacher_flops_per_clip"])
 
     result = {}
-    for name in policies or evaluated_policies(cfg):
+    for name in progress_bar(policies or evaluated_policies(cfg), desc="policies"):
         spec = get_policy(name)
         if spec.student is not None and spec.student not in videos["test"]:
             raise ConfigError(f"{name}: needs the outputs of the {spec.student} student, which were not collected")
-        memos = {split: [{} for _ in videos[split][spec.student]] for split in videos}  # shared by the knobs
-        points = []
-        for knob in progress_bar(spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights),
-                                 desc=f"policy {name}"):
-            runs = {split: run_policy(name, videos[split][spec.student], knob, seed=cfg.seed,
-                                      repeats=cfg.bench.random_repeats, memos=memos[split]) for split in videos}
-            points.append({
-                "knob": list(knob) if isinstance(knob, tuple) else knob,
-                "accuracy": runs["test"]["accuracy"],
-                "gflops_per_video": gflops(runs["test"], spec.student),
-                "teacher_clips_per_video": runs["test"]["teacher_clips_per_video"],
-                "student_clips_per_video": runs["test"]["student_clips_per_video"],
-                "val_accuracy": runs["val"]["accuracy"],
-                "val_gflops_per_video": gflops(runs["val"], spec.student),
-            })
-        result[name] = points
+        knobs = spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights)
+        test, val = (sweep_policy(name, videos[split][spec.student], knobs, seed=cfg.seed,
+                                  repeats=cfg.bench.random_repeats) for split in ("test", "val"))
+        result[name] = [{
+            "knob": list(knob) if isinstance(knob, tuple) else knob,
+            "accuracy": on_test["accuracy"],
+            "gflops_per_video": gflops(on_test, spec.student),
+            "teacher_clips_per_video": on_test["teacher_clips_per_video"],
+            "student_clips_per_video": on_test["student_clips_per_video"],
+            "val_accuracy": on_val["accuracy"],
+            "val_gflops_per_video": gflops(on_val, spec.student),
+        } for knob, on_test, on_val in zip(knobs, test, val)]
     return result
 
 

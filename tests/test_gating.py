@@ -9,6 +9,7 @@ from cdlib.errors import ConfigError
 from cdlib.gating import (
     POLICIES,
     Decision,
+    PolicySpec,
     VideoOutputs,
     cd_gate,
     cd_topk,
@@ -20,6 +21,7 @@ from cdlib.gating import (
     random_k,
     run_policy,
     sampler_maxprob,
+    sweep_policy,
     uniform_k,
 )
 
@@ -374,6 +376,26 @@ def test_registry_and_bad_arguments():
         run_policy("dense_teacher", [no_label], None)
     with pytest.raises(ValueError, match="student_score"):
         VideoOutputs.precomputed(video.student_logits, video.teacher.logits, torch.rand(3))
+    with pytest.raises(ConfigError, match="label"):
+        sweep_policy("cd_gate", [no_label], [(0.5, 1)])
+    with pytest.raises(ValueError, match="random"):
+        PolicySpec("swept_random", random_k, "k", None, False, False, "", random=True, sweep=lambda v, k: [])
+
+
+@pytest.mark.parametrize("name", list_policies())
+def test_sweep_policy_gives_what_run_policy_gives_at_every_knob(name):
+    """Every policy over its whole knob range: k beyond some videos' clip counts, thresholds at videos' own
+    confidences (an exit is c >= theta; the median's splits the videos), at 0 (every video exits) and above 1
+    (none does)."""
+    videos = [_video(n=4 + seed % 3, seed=seed) for seed in range(40)]
+    confidences = sorted(video.student_estimate[1] for video in videos)
+    thetas = (0.0, videos[0].student_estimate[1], videos[5].student_estimate[1], confidences[20], 1.01)
+    knobs = get_policy(name).knob_values(6, thetas, (0.0, 0.5, 1.0))
+    swept = sweep_policy(name, videos, knobs, seed=3, repeats=2)
+    assert swept == [run_policy(name, videos, knob, seed=3, repeats=2) for knob in knobs]
+    if get_policy(name).knob == "theta,k,lambda":  # the thresholds split the videos between exit and teacher
+        exits = [sum(v.student_estimate[1] >= theta for v in videos) for theta in thetas]
+        assert exits[0] == len(videos) and exits[-1] == 0 and exits[3] == 20
 
 
 def test_run_policy_against_a_loop():
