@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -115,11 +114,6 @@ def data_spec(cfg: Config, split: str = "train") -> dict:
 
 # ----------------------------------------------------------------------------- data
 
-#: processes that render a synthetic split (one per CPU this process may use, at most 8): rendering is
-#: single-threaded numpy, and a video depends on its index alone, so the bank is the same for any number
-RENDER_WORKERS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 @functools.lru_cache(maxsize=8)
 def _dataset_cached(split: str, cfg_json: str):
     from cdlib.config import DataConfig
@@ -138,9 +132,8 @@ def _bank_cached(root: str, data_key: str, split: str, cfg_json: str) -> ClipBan
         # Real videos have their own decode cache keyed by file, size and mtime.
         return ClipBank.from_dataset(dataset)
     bank_spec = {**spec, "split": split, "code": code_version(*_DATA_CODE)}
-    payload = distributed.get_or_create(
-        ArtifactStore(root), "bank", bank_spec,
-        lambda _: dataclasses.asdict(ClipBank.from_dataset(dataset, workers=RENDER_WORKERS)), collective=False)
+    payload = distributed.get_or_create(ArtifactStore(root), "bank", bank_spec,
+                                        lambda _: dataclasses.asdict(ClipBank.from_dataset(dataset)), collective=False)
     return ClipBank(**payload)
 
 

@@ -131,16 +131,12 @@ class ClipBank(ClipIndex):
         return self.clips[indices]
 
     @classmethod
-    def from_dataset(cls, dataset: ClipDataset, progress: bool = True, workers: int = 0) -> "ClipBank":
-        """Every clip of ``dataset``, video by video. ``workers`` > 0 reads (renders, decodes) the videos in that
-        many DataLoader processes: the same clips in the same order, since a video depends on its index alone."""
+    def from_dataset(cls, dataset: ClipDataset, progress: bool = True) -> "ClipBank":
         from cdlib.progress import progress_bar
 
-        # batch_size=None: one video per item, delivered in index order whatever the number of workers
-        videos = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
         clips, labels, video, position, informative = [], [], [], [], []
-        bar = progress_bar(videos, total=len(dataset), desc=f"load {dataset.split}", disable=not progress)
-        for i, (video_clips, label) in enumerate(bar):
+        for i in progress_bar(range(len(dataset)), desc=f"load {dataset.split}", disable=not progress):
+            video_clips, label = dataset[i]
             meta = dataset.meta(i)
             n = video_clips.shape[0]
             clips.append(video_clips)
