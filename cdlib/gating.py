@@ -505,17 +505,22 @@ def run_policy(
     spec = _checked(name, videos, repeats)
     if memos is not None and len(memos) != len(videos):
         raise ValueError(f"memos: expected one dict per video ({len(videos)}), got {len(memos)}")
-    memos = memos if memos is not None else [None] * len(videos)
+    with _single_thread():
+        return _evaluate(spec, videos, knob, seed, repeats, memos if memos is not None else [None] * len(videos))
+
+
+def _evaluate(spec: PolicySpec, videos: Sequence[VideoOutputs], knob, seed: int, repeats: int,
+              memos: Sequence[dict | None]) -> dict[str, float]:
+    """:func:`run_policy` on videos already checked (:func:`_checked`), one memo (or None) per video."""
     draws = repeats if spec.random else 1
     correct = teacher = student = 0
-    with _single_thread():
-        for repeat in range(draws):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.random else None
-            for video, memo in zip(videos, memos):
-                decision = spec.fn(video, knob, generator=generator, memo=memo)
-                correct += decision.prediction == video.label
-                teacher += decision.teacher_clips
-                student += decision.student_clips
+    for repeat in range(draws):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.random else None
+        for video, memo in zip(videos, memos):
+            decision = spec.fn(video, knob, generator=generator, memo=memo)
+            correct += decision.prediction == video.label
+            teacher += decision.teacher_clips
+            student += decision.student_clips
     total = draws * len(videos)
     return {
         "accuracy": correct / total,
@@ -533,11 +538,11 @@ def sweep_policy(name: str, videos: Sequence[VideoOutputs], knobs: Sequence, *, 
     shared by the knobs.
     """
     spec = _checked(name, videos, repeats)
-    if spec.sweep is None:
-        memos = [{} for _ in videos]
-        return [run_policy(name, videos, knob, seed=seed, repeats=repeats, memos=memos) for knob in knobs]
     with _single_thread():
-        return spec.sweep(videos, knobs)
+        if spec.sweep is not None:
+            return spec.sweep(videos, knobs)
+        memos = [{} for _ in videos]
+        return [_evaluate(spec, videos, knob, seed, repeats, memos) for knob in knobs]
 
 
 def _checked(name: str, videos: Sequence[VideoOutputs], repeats: int) -> PolicySpec:
