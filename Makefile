@@ -57,11 +57,15 @@ book: execute
 #   make chapter CH=accuracy_vs_compute SEED=1 SET="student=student_micro data.informative_fraction=0.2"
 #   make chapter CH=real_videos DATA=ucf101:/data/UCF101:all
 # PARAMS passes further papermill options, e.g. a chapter's own knobs: PARAMS="-y 'fractions: [0.1, 0.5]'".
+# It executes into $(EXECUTED)/book/partial/ and replaces the chapter only if every cell ran (cdlib.book.partial_path).
 chapter: install
 	@test -n "$(CH)" || (echo "usage: make chapter CH=<name> [SEED=1] [DATA=<source>] [SET='key=value ...'] [PARAMS='-p knob value ...']"; exit 2)
-	@mkdir -p $(EXECUTED)/book
-	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/$(CH).ipynb \
-		-p profile $(PROFILE) -p seed $(SEED) $(if $(DATA),-p data '$(DATA)') $(if $(SET),-p overrides '$(SET)') $(PARAMS)
+	@mkdir -p $(EXECUTED)/book/partial
+	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/partial/$(CH).ipynb \
+		-p profile $(PROFILE) -p seed $(SEED) $(if $(DATA),-p data '$(DATA)') $(if $(SET),-p overrides '$(SET)') $(PARAMS) \
+		|| (echo "$(CH) failed: the executed notebook, with its error, is $(EXECUTED)/book/partial/$(CH).ipynb;" \
+			"$(EXECUTED)/book/$(CH).ipynb is unchanged"; exit 1)
+	mv $(EXECUTED)/book/partial/$(CH).ipynb $(EXECUTED)/book/$(CH).ipynb
 
 # The tests and nbval's chapters run on one pytest-xdist worker per core. OMP_WAIT_POLICY=PASSIVE: torch's idle
 # OpenMP threads sleep rather than spin on the core another worker needs (spinning made two workers slower than one).

@@ -58,22 +58,40 @@ def chapter_parameters(name: str) -> dict:
     return {}
 
 
+def partial_path(output: Path) -> Path:
+    """Where a chapter executes before it replaces ``output``, and where it stays if it fails:
+    ``<output's folder>/partial/<name>.ipynb`` (outside the table of contents, so the book never renders it)."""
+    return output.parent / "partial" / output.name
+
+
 def execute_chapter(source: Path, output: Path, parameters: dict, cwd: Path) -> float:
-    """Execute one text notebook with papermill; return the seconds it took."""
+    """Execute one text notebook with papermill into ``output``; return the seconds it took.
+
+    The notebook executes into :func:`partial_path` and replaces ``output`` only once every cell has
+    run, so a failed rerun keeps the last executed chapter and leaves its own notebook, error shown, at
+    the partial path (papermill's :class:`~papermill.exceptions.PapermillExecutionError` propagates).
+    """
     import jupytext
     import papermill
 
     notebook = jupytext.read(source)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(output)
+    partial.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    papermill.execute_notebook(
-        notebook,
-        str(output),
-        parameters=parameters,
-        kernel_name="python3",
-        cwd=str(cwd),
-        progress_bar=False,
-    )
+    try:
+        papermill.execute_notebook(
+            notebook,
+            str(partial),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(cwd),
+            progress_bar=False,
+        )
+    except Exception:
+        print(f"  failed: the executed notebook, with its error, is {partial}; {output} is unchanged",
+              file=sys.stderr, flush=True)
+        raise
+    os.replace(partial, output)
     return time.perf_counter() - start
 
 

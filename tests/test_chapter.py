@@ -124,3 +124,26 @@ def test_a_chapter_run_through_papermill_takes_the_override(tmp_path, monkeypatc
     assert "This page is a rerun" in shown and "override `student=student_micro`" in shown
     recorded = [json.loads(path.read_text()) for path in store.glob("bench/*/spec.json")]
     assert recorded and all(r["spec"]["config"]["student"] == "student_micro" for r in recorded)
+
+
+def test_a_failing_chapter_keeps_the_last_executed_one_and_leaves_its_error_beside_it(tmp_path):
+    """execute_chapter replaces its output only when every cell ran; a failure keeps the old notebook."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from cdlib.book import execute_chapter, partial_path
+
+    front = ("---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+             "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n")
+    source = tmp_path / "page.md"
+    output = tmp_path / "out" / "page.ipynb"
+    source.write_text(front + "\n```{code-cell} ipython3\nprint('first', 'run')\n```\n")
+    execute_chapter(source, output, {}, cwd=tmp_path)
+    executed = output.read_text()
+    printed = [o for c in json.loads(executed)["cells"] for o in c.get("outputs", [])]
+    assert "".join(printed[0]["text"]) == "first run\n" and not partial_path(output).exists()
+
+    source.write_text(front + "\n```{code-cell} ipython3\nraise ValueError('broken rerun')\n```\n")
+    with pytest.raises(PapermillExecutionError):
+        execute_chapter(source, output, {}, cwd=tmp_path)
+    assert output.read_text() == executed
+    assert "broken rerun" in partial_path(output).read_text()
