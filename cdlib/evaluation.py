@@ -135,8 +135,8 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
         if spec.student is not None and spec.student not in videos["test"]:
             raise ConfigError(f"{name}: needs the outputs of the {spec.student} student, which were not collected")
         knobs = spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights)
-        test, val = (sweep_policy(name, videos[split][spec.student], knobs, seed=cfg.seed,
-                                  repeats=cfg.bench.random_repeats) for split in ("test", "val"))
+        on_tests, on_vals = (sweep_policy(name, videos[split][spec.student], knobs, seed=cfg.seed,
+                                          repeats=cfg.bench.random_repeats) for split in ("test", "val"))
         result[name] = [{
             "knob": list(knob) if isinstance(knob, tuple) else knob,
             "accuracy": on_test["accuracy"],
@@ -145,7 +145,7 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
             "student_clips_per_video": on_test["student_clips_per_video"],
             "val_accuracy": on_val["accuracy"],
             "val_gflops_per_video": gflops(on_val, spec.student),
-        } for knob, on_test, on_val in zip(knobs, test, val)]
+        } for knob, on_test, on_val in zip(knobs, on_tests, on_vals)]
     return result
 
 
