@@ -279,6 +279,30 @@ class BenchConfig:
     ] = ()
 
 
+def _temporal_modules() -> list[str]:
+    from cdlib.context import TEMPORAL_MODULES
+
+    return TEMPORAL_MODULES.names()
+
+
+@_section("context")
+class ContextConfig:
+    """The context student ``cd_ctx`` (:mod:`cdlib.context`): the CD student's per-clip features of all clips of a
+    video through a temporal module before its heads, trained on whole train videos with the CD student's loss."""
+
+    module: Annotated[str, registered("temporal module", _temporal_modules)] = "gru"
+    hidden: Positive = 64  # units of the temporal module
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1  # on the features the temporal module reads, in training
+    epochs: Positive = 40
+    batch_videos: Positive = 32  # whole videos per training step
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    # weight of the listwise ranking term (ListNet: cross-entropy between the softmax over a video's clips of the
+    # score logits and of the teacher's confidence targets over rank_temperature); 0: the CD loss alone
+    rank_weight: Annotated[float, Field(ge=0)] = 1.0
+    rank_temperature: Annotated[float, Field(gt=0)] = 0.1
+
+
 @_section("distance")
 class DistanceConfig:
     """The distance-aware confidence ``s_da`` of the ``cd_da`` student (:mod:`cdlib.distance`).
@@ -345,6 +369,7 @@ class Config:
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
     distance: DistanceConfig = dataclasses.field(default_factory=DistanceConfig)
+    context: ContextConfig = dataclasses.field(default_factory=ContextConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,16 +21,21 @@ from cdlib.progress import progress_bar
 
 
 @torch.no_grad()
-def flops_per_clip(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass of ``model`` on a single clip of shape ``(C, T, H, W)``, on the model's device
-    (the count does not depend on it)."""
+def flops_per_clip(model: nn.Module, input_shape: tuple[int, ...], clips: int = 1) -> float:
+    """FLOPs per clip of one forward pass of ``model`` on ``clips`` clips of shape ``(C, T, H, W)`` (the total
+    divided by ``clips``), on the model's device (the count does not depend on it).
+
+    A clip model costs the same per clip at any ``clips``; a model whose clips see their video
+    (``video_context``, :mod:`cdlib.context`) is counted on one video of ``clips`` clips, so that a module over
+    the clip axis costs what it costs on a whole video.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape, device=device))
+        model(torch.zeros(clips, *input_shape, device=device))
     model.train(was_training)
-    return int(counter.get_total_flops())
+    return counter.get_total_flops() / clips
 
 
 def video_gflops(student_clips: float, teacher_clips: float, student_flops: float, teacher_flops: float) -> float:

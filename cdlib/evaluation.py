@@ -72,10 +72,12 @@ def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
     of the test split's shape."""
     source = get_clips(cfg, "test", store)
     shape = (3, *source.clip_shape[:3])
-    flops = {which: flops_per_clip(get_model(cfg, which, store).model, shape)
-             for which in ("teacher", *evaluated_students(cfg))}
-    teacher, student = flops["teacher"], flops.get("cd")
     counts = torch.bincount(source.video).float()
+    clips = max(1, round(float(counts.mean())))  # a video-context student is counted on a video of this many clips
+    models = {which: get_model(cfg, which, store).model for which in ("teacher", *evaluated_students(cfg))}
+    flops = {which: flops_per_clip(model, shape, clips if getattr(model, "video_context", False) else 1)
+             for which, model in models.items()}
+    teacher, student = flops["teacher"], flops.get("cd")
     return {
         "flops_per_clip": flops,
         "teacher_flops_per_clip": teacher,

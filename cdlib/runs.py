@@ -442,6 +442,60 @@ register_student("cd_da", "the CD student with the distance-aware score s_da (cd
                  StudentVariant(derive=get_distance_student, spec=distance_spec))
 
 
+# ----------------------------------------------------------------------------- the context student
+
+def context_spec(cfg: Config) -> dict:
+    """What determines the ``cd_ctx`` student: the CD student (its trunk and its loss), the teacher whose
+    outputs it distils, the context settings and the code that trains them."""
+    return {"role": "context", "student": student_spec(cfg, "cd"), "context": dataclasses.asdict(cfg.context),
+            "code": code_version("cdlib.context", "cdlib.losses")}
+
+
+def get_context_student(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel:
+    """``cd_ctx``: the CD student's trunk, a temporal module over the clips of a video and the two heads
+    (:func:`cdlib.context.context_student`), the module and heads trained on whole train videos with the CD
+    student's loss (its ``cfg.distill`` weights and target) plus ``context.rank_weight`` times the listwise
+    ranking term of the confidence targets (:func:`cdlib.context.listwise_loss`). It reads the train split only."""
+    from cdlib.context import context_student, fit_context_heads, listwise_loss
+
+    store = resolve_store(store)
+    cd = get_student(cfg, "cd", store)
+    c = cfg.context
+
+    def build(_):
+        features = get_features(cfg, "train", store)
+        teacher = get_outputs(cfg, "teacher", "train", store)
+        weights = loss_weights(cfg, "cd")
+        temperature = teacher_temperature(cfg, store) if weights.pop("calibrated_teacher") else 1.0
+        loss_fn = ConfidenceDistillationLoss(**weights, target_temperature=temperature)
+        targets = loss_fn.target_fn((teacher.logits / temperature).softmax(-1), teacher.labels)
+
+        def objective(logits, score_logit, mask, clips):
+            out = loss_fn(logits[mask], score_logit[mask], teacher.logits[clips], teacher.labels[clips])
+            total, components = out.total, {"ce": float(out.ce), "kd": float(out.kd), "bce": float(out.bce)}
+            if c.rank_weight > 0:
+                rank_target = torch.zeros_like(score_logit).masked_scatter(mask, targets[clips])
+                rank = listwise_loss(score_logit, rank_target, mask, c.rank_temperature)
+                total, components["rank"] = total + c.rank_weight * rank, float(rank.detach())
+            return total, components
+
+        torch.manual_seed(cfg.seed)
+        model = context_student(cd.model, c.module, c.hidden, c.dropout)
+        history = fit_context_heads(model.heads, features, teacher.video, objective, epochs=c.epochs,
+                                    batch_videos=c.batch_videos, lr=c.lr, weight_decay=c.weight_decay, seed=cfg.seed,
+                                    desc=f"context student ({c.module})")
+        return {"heads": {key: value.cpu() for key, value in model.heads.state_dict().items()}, "history": history}
+
+    payload = distributed.get_or_create(store, "context", context_spec(cfg), build)
+    model = context_student(cd.model, c.module, c.hidden, c.dropout)
+    model.heads.load_state_dict(payload["heads"])
+    return TrainedModel(name=cd.name, model=model.eval(), history=payload["history"], spec=context_spec(cfg))
+
+
+register_student("cd_ctx", "the CD student with video context: a temporal module over its clips' features "
+                 "(cdlib.context)", StudentVariant(derive=get_context_student, spec=context_spec))
+
+
 # ----------------------------------------------------------------------------- outputs
 
 @dataclass(frozen=True, eq=False)  # eq: tensors have no single truth value

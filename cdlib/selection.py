@@ -17,28 +17,53 @@ from typing import Sequence
 
 # ----------------------------------------------------------------------------- curves, selection and summary
 
-def pareto_front(points: Sequence[dict]) -> list[dict]:
-    """The points no other point beats: sorted by FLOPs, each more accurate than every cheaper one."""
+def pareto_front(points: Sequence[dict], accuracy: str = "accuracy", cost: str = "gflops_per_video") -> list[dict]:
+    """The points no other point beats: sorted by ``cost``, each more accurate than every cheaper one (the keys
+    name the split: test by default, ``"val_accuracy", "val_gflops_per_video"`` for val)."""
     front: list[dict] = []
-    for point in sorted(points, key=lambda p: (p["gflops_per_video"], -p["accuracy"])):
-        if not front or point["accuracy"] > front[-1]["accuracy"]:
+    for point in sorted(points, key=lambda p: (p[cost], -p[accuracy])):
+        if not front or point[accuracy] > front[-1][accuracy]:
             front.append(point)
     return front
 
 
-def curve_area(points: Sequence[dict], upper: float) -> float:
+def curve_area(points: Sequence[dict], upper: float, accuracy: str = "accuracy", cost: str = "gflops_per_video"
+               ) -> float:
     """Area under the best-accuracy-at-most-x step curve over FLOPs ``[0, upper]``.
 
     ``acc(x) = max{accuracy of p : gflops(p) <= x}`` (0 before the cheapest point);
     ``area = ∫_0^upper acc(x) dx``. The ratio of two such areas over the same range
-    compares whole accuracy-vs-compute curves.
+    compares whole accuracy-vs-compute curves. The keys name the split, as in :func:`pareto_front`.
     """
     area = 0.0
-    front = [p for p in pareto_front(points) if p["gflops_per_video"] < upper]
+    front = [p for p in pareto_front(points, accuracy, cost) if p[cost] < upper]
     for point, following in zip(front, front[1:] + [None]):
-        end = following["gflops_per_video"] if following is not None else upper
-        area += point["accuracy"] * (end - point["gflops_per_video"])
+        end = following[cost] if following is not None else upper
+        area += point[accuracy] * (end - point[cost])
     return area
+
+
+#: the method's policy for each student it may use, the per-clip CD student first: validation chooses one
+#: (:func:`method_policy`), and the summary's ``cd_*`` keys are that policy's
+METHOD_POLICIES = {"cd_gate": "cd", "cd_gate_ctx": "cd_ctx"}
+
+_VAL = {"accuracy": "val_accuracy", "cost": "val_gflops_per_video"}
+
+
+def method_policy(policies: dict[str, list[dict]]) -> dict | None:
+    """Which student the method uses, chosen on val: of the :data:`METHOD_POLICIES` evaluated, the policy whose
+    val curve has the largest area relative to the oracle's val curve (:func:`curve_area` on the val keys, over
+    the dense teacher's val FLOPs; ties: the earlier). Returns ``policy``, ``student`` and every candidate's
+    ``val_auc_vs_oracle``; None when no candidate is evaluated."""
+    candidates = [name for name in METHOD_POLICIES if name in policies]
+    if not candidates:
+        return None
+    upper = policies["dense_teacher"][0]["val_gflops_per_video"]
+    oracle = curve_area(policies["oracle"], upper, **_VAL)
+    areas = {name: curve_area(policies[name], upper, **_VAL) / oracle if oracle > 0 else float("nan")
+             for name in candidates}
+    chosen = max(candidates, key=lambda name: (_finite(areas[name]), -candidates.index(name)))
+    return {"policy": chosen, "student": METHOD_POLICIES[chosen], "val_auc_vs_oracle": areas}
 
 
 #: slack in accuracy and cost comparisons of the selection rules (accuracies are fractions of videos)
@@ -87,9 +112,12 @@ def select_points(policies: dict[str, list[dict]]) -> dict[str, dict[str, int | 
 
 def summarize(policies: dict[str, list[dict]]) -> dict:
     """The ``summary`` block of the benchmark JSON (keys: :mod:`cdlib.bench`) from every evaluated policy's points
-    (``dense_teacher`` and ``oracle`` among them; the keys of ``cd_gate`` or ``sampler_maxprob`` are None where
-    that policy is not)."""
+    (``dense_teacher`` and ``oracle`` among them). The ``cd_*`` keys are those of the method's policy chosen on
+    val (:func:`method_policy`, the ``method`` key); they and the ``sampler_maxprob`` keys are None where that
+    policy is not evaluated."""
     selected = select_points(policies)
+    method = method_policy(policies)
+    chosen = method["policy"] if method is not None else "cd_gate"
     dense = policies["dense_teacher"][0]
     upper = dense["gflops_per_video"]
     oracle_area = curve_area(policies["oracle"], upper)
@@ -107,12 +135,12 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
         ratio = {name: (at(name, matched, "gflops_per_video") / upper if selected[name][matched] is not None else None)
                  for name in policies}
         return {
-            "cd_gflops_ratio_at_dense_accuracy": ratio.get("cd_gate"),
-            "cd_test_accuracy_at_matched_point": at("cd_gate", matched, "accuracy"),
-            "cd_wall_ratio_at_dense_accuracy": at("cd_gate", matched, "wall_ratio_to_dense"),
-            "cd_throughput_wall_ratio_at_dense_accuracy": at("cd_gate", matched, "throughput_wall_ratio_to_dense"),
-            "cd_best_accuracy": at("cd_gate", best, "accuracy"),
-            "cd_accuracy_gain": at("cd_gate", best, "accuracy") - dense["accuracy"] if "cd_gate" in policies else None,
+            "cd_gflops_ratio_at_dense_accuracy": ratio.get(chosen),
+            "cd_test_accuracy_at_matched_point": at(chosen, matched, "accuracy"),
+            "cd_wall_ratio_at_dense_accuracy": at(chosen, matched, "wall_ratio_to_dense"),
+            "cd_throughput_wall_ratio_at_dense_accuracy": at(chosen, matched, "throughput_wall_ratio_to_dense"),
+            "cd_best_accuracy": at(chosen, best, "accuracy"),
+            "cd_accuracy_gain": at(chosen, best, "accuracy") - dense["accuracy"] if chosen in policies else None,
             "gflops_ratio_at_dense_accuracy": ratio,
             "test_accuracy_at_matched_point": {name: at(name, matched, "accuracy") for name in policies},
             "best_accuracy": {name: at(name, best, "accuracy") for name in policies},
@@ -124,7 +152,8 @@ def summarize(policies: dict[str, list[dict]]) -> dict:
         "dense_teacher_val_accuracy": dense["val_accuracy"],
         "dense_teacher_gflops_per_video": upper,
         **selection_keys("matched", "best"),
-        "cd_auc_vs_oracle": area_vs_oracle("cd_gate"),
+        "method": method,
+        "cd_auc_vs_oracle": area_vs_oracle(chosen),
         "sampler_maxprob_auc_vs_oracle": area_vs_oracle("sampler_maxprob"),
         "auc_vs_oracle": {name: area_vs_oracle(name) for name in policies},
         "upper_bound": {"selection": "test", **selection_keys("upper_bound_matched", "upper_bound_best")},

@@ -93,8 +93,10 @@ class TimedPipeline:
         self.labels = source.video_labels()[:num_videos].tolist()
         self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
         used = {get_policy(name).student for name in evaluated_policies(cfg)} - {None}
-        self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
-                         for v in STUDENTS if v in used}
+        students = {v: get_model(cfg, v, store).model for v in STUDENTS if v in used}
+        self.students = {v: timing_model(model, self.runtime) for v, model in students.items()}
+        #: the students whose clips see their video (cdlib.context): a batch of videos tells them each one's clips
+        self.video_context = {v for v, model in students.items() if getattr(model, "video_context", False)}
 
     def _video(self, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
         """Video ``v`` for a policy: its student's outputs if it has a student, else none (teacher-only)."""
@@ -124,7 +126,8 @@ class TimedPipeline:
         x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
         starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
         if spec.student is not None:
-            logits, score_logit = self.students[spec.student](x)
+            student = self.students[spec.student]
+            logits, score_logit = student(x, counts) if spec.student in self.video_context else student(x)
             per_video = list(zip(torch.split(logits, counts), torch.split(score_logit, counts)))
         else:
             per_video = [()] * len(videos)

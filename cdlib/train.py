@@ -101,21 +101,43 @@ def predict(model: nn.Module, bank: ClipIndex, batch_size: int = 256, desc: str 
     (and ``"features": [M, D]`` for a :class:`cdlib.distance.FeatureStudent`): the
     model's outputs named in the order of :data:`PREDICTED`.
     ``model`` is moved to the runtime's device. The clips go in fixed batches
-    ``[0, batch_size), [batch_size, 2·batch_size), ...``; under DDP the batches are
+    ``[0, batch_size), [batch_size, 2·batch_size), ...`` (for a model with ``video_context``, whole videos of at
+    most ``batch_size`` clips together, and the model is told each video's clip count); under DDP the batches are
     dealt round-robin to the processes and gathered back in clip order, so every
     batch is computed as one process computes it and the outputs do not depend on
     the world size.
     """
     model.eval()
     place_model(model, runtime)
-    batches = distributed.shard([range(s, min(s + batch_size, len(bank))) for s in range(0, len(bank), batch_size)])
+    video_context = getattr(model, "video_context", False)
+    batches = distributed.shard(_video_batches(bank, batch_size) if video_context else
+                                [range(s, min(s + batch_size, len(bank))) for s in range(0, len(bank), batch_size)])
     outputs = []
-    for clips, _ in progress_bar(clip_loader(bank, BatchPlan(batches), runtime), total=len(batches), desc=desc):
+    for batch, (clips, _) in zip(batches, progress_bar(clip_loader(bank, BatchPlan(batches), runtime),
+                                                       total=len(batches), desc=desc)):
         with autocast(runtime):
-            out = model(preprocess(to_device(clips, runtime)))
+            x = preprocess(to_device(clips, runtime))
+            if video_context:  # each video's clip count, in order
+                sizes = torch.unique_consecutive(bank.video[batch.start:batch.stop], return_counts=True)[1]
+                out = model(x, sizes.tolist())
+            else:
+                out = model(x)
         outputs.append(tuple(o.float().cpu() for o in (out if isinstance(out, tuple) else (out,))))
     outputs = distributed.unshard(distributed.all_gather_objects(outputs))
     return {name: torch.cat([o[i] for o in outputs]) for i, name in enumerate(PREDICTED[: len(outputs[0])])}
+
+
+def _video_batches(bank: ClipIndex, batch_size: int) -> list[range]:
+    """Consecutive whole videos in batches of at most ``batch_size`` clips (a longer video alone), for a model
+    whose clips see their video (``video_context``, :class:`cdlib.context.VideoContextStudent`)."""
+    sizes = torch.bincount(bank.video).tolist()
+    batches, start, end = [], 0, 0
+    for size in sizes:
+        if end > start and end + size - start > batch_size:
+            batches.append(range(start, end))
+            start = end
+        end += size
+    return batches + [range(start, end)] if end > start else batches
 
 
 def clip_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
