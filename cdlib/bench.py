@@ -20,7 +20,10 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   model (the ``cd_da`` student's includes its feature distance). A policy's
   compute counts the student it uses.
 - ``policies``: per evaluated policy (:func:`cdlib.evaluation.evaluated_policies`),
-  one point per knob value (``cd_gate``: every ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
+  one point per knob value (``k = 1..N``; ``cd_topk``: every ``(k, c)``; ``cd_gate``, ``cd_gate_da``: every
+  ``(θ, k, λ, c)``, from ``bench.thetas``, ``bench.student_weights`` and ``bench.coverages``, the coverage ``c``
+  running from the top-k clips by score at 0 to exactly ``uniform_k``'s clips at 1, :mod:`cdlib.gating`; a JSON
+  list). Each point has its ``knob``; on the test split ``accuracy``,
   ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
   on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
   was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``

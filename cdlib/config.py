@@ -266,6 +266,10 @@ class BenchConfig:
     student_weights: Annotated[
         tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_comma_separated), Field(min_length=1)
     ] = (0.0, 0.5, 1.0)
+    # cd_topk and cd_gate coverages c: 0 the top-k clips by score, 1 exactly uniform_k's clips (cdlib.gating)
+    coverages: Annotated[
+        tuple[UnitInterval, ...], BeforeValidator(_comma_separated), Field(min_length=1)
+    ] = (0.0, 0.25, 1.0)
     random_repeats: Positive = 5  # draws averaged for random_k
     wall_selected_videos: Positive = 100  # test videos timed for the points chosen on val (all if fewer)
     wall_videos: Count = 0  # test videos timed for the other points of each curve (0: not timed)

@@ -259,8 +259,8 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     students, policies = evaluated_students(cfg), evaluated_policies(cfg)
     t, s, variants = cfg.teacher_train, cfg.student_train, len(set(trained_students()) & set(students))
     b = cfg.bench
-    points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights))
-                 for name in policies)
+    points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights,
+                                                  b.coverages)) for name in policies)
     # cdlib.timing.measure_wall_clock: the matched and best points of every policy, in latency and throughput
     # mode, on bench.wall_selected_videos videos; every other point in latency mode on bench.wall_videos.
     selected_runs = 2 * len(policies) * 2 * min(b.wall_selected_videos, size.test_videos)

@@ -136,7 +136,7 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
         spec = get_policy(name)
         if spec.student is not None and spec.student not in videos["test"]:
             raise ConfigError(f"{name}: needs the outputs of the {spec.student} student, which were not collected")
-        knobs = spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights)
+        knobs = spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights, cfg.bench.coverages)
         on_tests, on_vals = (sweep_policy(name, videos[split][spec.student], knobs, seed=cfg.seed,
                                           repeats=cfg.bench.random_repeats) for split in ("test", "val"))
         result[name] = [{

@@ -14,8 +14,27 @@ to batch the teacher across videos).
 Every policy has the signature ``fn(video, knob, *, generator=None, memo=None)``.
 ``generator`` feeds the random policies; ``memo`` is a dict the caller owns for
 this one video, in which a policy may keep results that several knobs share
-(``cd_gate`` keeps its teacher combination per ``k`` and ``λ``), so a sweep over
-knobs runs the teacher once per combination. Policies write nowhere else.
+(``cd_gate`` keeps its decision per ``k``, ``λ`` and ``c``, and the clips it
+chooses and the teacher's probabilities on them per ``k`` and ``c``), so a sweep
+over knobs runs the teacher once per clip set. Policies write nowhere else (the
+geometry of the uniform grid, a pure function of ``N`` and ``k``, is cached once
+per process).
+
+Knobs: ``uniform_k``, ``random_k``, the samplers and ``oracle`` take ``k``;
+``cd_topk`` takes ``(k, c)`` (or a plain ``k``, ``c = 0``) and ``cd_gate`` /
+``cd_gate_da`` ``(θ, k, λ, c)`` (or ``(θ, k, λ)``, ``c = 0``, or ``(θ, k)``,
+``λ = 1, c = 0``). The *coverage* ``c ∈ [0, 1]`` trades the distilled score
+against temporal coverage (:func:`coverage_clips`): ``c = 0`` is the top-k
+clips by ``s``, ``0 < c ≤ 1`` one clip per cell of uniform_k's grid
+``u_j = ⌊(2j+1)·N/(2k)⌋``, the one maximising ``(1 − c)·ŝ_i + c·g_i``
+(``ŝ`` the min-max normalised score, ``g_i = clamp(1 − |i − u_{j(i)}|/(N/k), 0, 1)``
+the closeness to its cell's ``u_j``), and ``c = 1`` exactly uniform_k's clips,
+combined by ``w_i = s_i^(1−c)``, so the method's knob space contains the
+uniform baseline. A decision that reads nothing of the student (``cd_topk`` at
+``c = 1``; ``cd_gate`` at ``θ > 1``, ``c = 1`` and ``λ = 0`` or ``k ≥ N``,
+:meth:`PolicySpec.reads_student`) costs no student clips, works on a video
+without student outputs, and is then :func:`uniform_k`'s decision exactly. The
+family is discontinuous at ``c = 0``, which drops the one-per-cell constraint.
 
 Policies are registered in the registry :data:`POLICIES` (``register_policy``,
 ``get_policy``, ``list_policies``) with their knob and what they consume;
@@ -28,6 +47,7 @@ Top-k everywhere: highest signal first, ties broken by the lower clip index,
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -63,7 +83,8 @@ class VideoOutputs:
     ``[len, K]``: it indexes precomputed logits (:meth:`precomputed`) or runs the
     teacher lazily. ``student_logits [N, K]`` are a student's class logits, or
     None for a video the teacher alone sees (the policies whose spec has no
-    student: they never read a student, and nothing stands in for one); ``N`` is
+    student: they never read a student, and nothing stands in for one; and a
+    knob that reads no student, :meth:`PolicySpec.reads_student`); ``N`` is
     then ``num_clips``, which must be given, and otherwise is taken from
     ``student_logits``. ``student_score`` is the CD student's distilled
     confidence ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
@@ -129,6 +150,13 @@ class VideoOutputs:
     def order_by_score(self) -> Tensor:
         """Clip indices by descending ``s`` (stable)."""
         return _descending(self.student_score)
+
+    @cached_property
+    def normalised_score(self) -> list[float]:
+        """``ŝ_i = (s_i − min s) / (max s − min s)`` in float64, as a list (all 0 when every ``s_i`` is equal)."""
+        s = self.student_score.double()
+        low, high = s.min(), s.max()
+        return ((s - low) / (high - low)).tolist() if high > low else [0.0] * self.num_clips
 
     @cached_property
     def order_by_maxprob(self) -> Tensor:
@@ -219,9 +247,7 @@ def dense_student(video: VideoOutputs, knob=None, *, generator: torch.Generator 
 def uniform_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
               memo: dict | None = None) -> Decision:
     """Teacher mean over clips ``⌊(j + ½)·N/k⌋``, ``j < k`` (evenly spaced); teacher ``min(k, N)``, student 0."""
-    k = min(_check_k("uniform_k", k), video.num_clips)
-    indices = torch.div((2 * torch.arange(k) + 1) * video.num_clips, 2 * k, rounding_mode="floor")
-    return _teacher_mean(video, indices, 0)
+    return _teacher_mean(video, uniform_clips(video.num_clips, _check_k("uniform_k", k)), 0)
 
 
 def random_k(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
@@ -242,41 +268,152 @@ def sampler_maxprob(video: VideoOutputs, k: int, *, generator: torch.Generator |
     return _teacher_mean(video, _top(video.order_by_maxprob, k), video.num_clips)
 
 
-def cd_topk(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
+def uniform_clips(num_clips: int, k: int) -> Tensor:
+    """``u_j = ⌊(2j+1)·N/(2k)⌋``, ``j < k`` (``k`` clipped to ``N``): :func:`uniform_k`'s clips, ascending, unique.
+
+    Cached per ``(N, k)``: the same tensor each time, not to be written to.
+    """
+    return _uniform_clips(num_clips, min(k, num_clips))
+
+
+@functools.lru_cache(maxsize=4096)
+def _uniform_clips(num_clips: int, k: int) -> Tensor:
+    return torch.div((2 * torch.arange(k) + 1) * num_clips, 2 * k, rounding_mode="floor")
+
+
+@functools.lru_cache(maxsize=4096)
+def _cells(num_clips: int, k: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Per clip ``i`` of ``N``: its cell ``j(i)`` (the nearest ``u_j``, ties the lower ``j``) and its closeness
+    ``g_i = clamp(1 − d_i / (N/k), 0, 1)`` with ``d_i = |i − u_{j(i)}|`` (``k ≤ N``). A pure function of ``N``
+    and ``k``, cached."""
+    centres = uniform_clips(num_clips, k).tolist()
+    cells, closeness = [], []
+    for i in range(num_clips):
+        j = min(range(k), key=lambda j: (abs(i - centres[j]), j))
+        cells.append(j)
+        closeness.append(min(1.0, max(0.0, 1 - abs(i - centres[j]) / (num_clips / k))))
+    return tuple(cells), tuple(closeness)
+
+
+def coverage_clips(video: VideoOutputs, k: int, coverage: float, memo: dict | None = None) -> Tensor:
+    """The clips ``S`` that :func:`cd_topk` and :func:`cd_gate` give the teacher at ``(k, c)``, ascending.
+
+    ``c = 0``: the top-k clips by ``s``. ``0 < c ≤ 1``: one clip per cell of
+    :func:`uniform_clips`, in cell ``j`` the one maximising
+    ``(1 − c)·ŝ_i + c·g_i`` (ties: the lower index), ``ŝ`` the min-max normalised
+    scores and ``g`` the closeness to ``u_j`` (:meth:`VideoOutputs.normalised_score`);
+    ``c = 1`` is ``u_j`` itself, read without the scores. Kept in ``memo`` (when
+    given) per ``(k, c)``, for every ``θ`` and ``λ``.
+    """
+    k = min(k, video.num_clips)
+    if coverage == 1.0:
+        return uniform_clips(video.num_clips, k)
+    key = ("clips", k, coverage)
+    clips = memo.get(key) if memo is not None else None
+    if clips is not None:
+        return clips
+    if coverage == 0.0:
+        clips = _top(video.order_by_score, k)
+    else:
+        cells, closeness = _cells(video.num_clips, k)
+        best, value = [-1] * k, [-math.inf] * k
+        for i, (j, s_hat, g) in enumerate(zip(cells, video.normalised_score, closeness)):
+            v = (1 - coverage) * s_hat + coverage * g
+            if v > value[j]:  # strictly: a tie keeps the lower index
+                best[j], value[j] = i, v
+        clips = torch.tensor(best)
+    if memo is not None:
+        memo[key] = clips
+    return clips
+
+
+def _coverage_weights(video: VideoOutputs, coverage: float, memo: dict | None) -> Tensor:
+    """``w_i = s_i^(1−c)`` floored at :data:`MIN_WEIGHT`, ``[N, 1]`` (``c = 0``: :attr:`VideoOutputs.score_weights`),
+    kept in ``memo`` per ``c``."""
+    if coverage == 0.0:
+        return video.score_weights
+    key = ("weights", coverage)
+    weights = memo.get(key) if memo is not None else None
+    if weights is None:
+        weights = video.student_score.pow(1 - coverage).clamp_min(MIN_WEIGHT).unsqueeze(1)
+        if memo is not None:
+            memo[key] = weights
+    return weights
+
+
+def cd_topk(video: VideoOutputs, knob, *, generator: torch.Generator | None = None,
             memo: dict | None = None) -> Decision:
-    """Top-k clips ``S`` by distilled score ``s``; ``P = Σ_{i∈S} s_i q_i / Σ_{i∈S} s_i``; student ``N``."""
-    k = _check_k("cd_topk", k)
+    """Teacher on the clips ``S`` of :func:`coverage_clips`, combined weighted by the distilled score.
+
+    ``knob`` is ``(k, c)``, or a plain ``k`` for ``c = 0``; the coverage
+    ``c ∈ [0, 1]`` trades the score against temporal coverage. With
+    ``u_j = ⌊(2j+1)·N/(2k)⌋`` (:func:`uniform_k`'s clips, ``k`` clipped to
+    ``N``), each clip ``i`` in the cell of its nearest ``u_j`` (ties: the lower
+    ``j``), ``d_i = |i − u_{j(i)}|``, closeness ``g_i = clamp(1 − d_i/(N/k), 0, 1)``
+    and ``ŝ_i`` the video's scores min-max normalised to ``[0, 1]`` (all 0 when
+    all are equal):
+
+    - ``c = 0``: ``S`` = the top-k clips by ``s``.
+    - ``0 < c ≤ 1``: one clip per cell, in cell ``j`` the one maximising
+      ``(1 − c)·ŝ_i + c·g_i`` (ties: the lower index). Small ``c`` is the best
+      clip by score inside each of ``k`` segments; ``c = 1`` is ``u_j`` in every
+      cell, exactly :func:`uniform_k`'s clips. The family is discontinuous at
+      0: ``c = 0`` drops the one-per-cell constraint.
+
+    ``P = Σ_{i∈S} w_i q_i / Σ_{i∈S} w_i`` with ``w_i = s_i^(1−c)`` (floored at
+    :data:`MIN_WEIGHT`); teacher ``min(k, N)``, student ``N``. At ``c = 1`` it
+    reads nothing of the student: ``P`` is the plain teacher mean, exactly
+    :func:`uniform_k`'s decision, student 0, and the video needs no student
+    outputs.
+    """
+    k, coverage = _topk_knob(knob)
+    if coverage == 1.0:
+        return _uniform_decision(video, k, memo)
     _require_score("cd_topk", video)
-    indices = _top(video.order_by_score, k)
-    weights = video.score_weights[indices]
+    indices = coverage_clips(video, k, coverage, memo)
+    weights = _coverage_weights(video, coverage, memo)[indices]
     probs = (weights * _teacher_probs(video, indices)).sum(dim=0) / weights.sum()
     return Decision(probs, indices.numel(), video.num_clips)
 
 
 def cd_gate(video: VideoOutputs, knob: tuple, *, generator: torch.Generator | None = None,
             memo: dict | None = None) -> Decision:
-    """The method: video-level early exit, else teacher on the top-k clips by ``s``, combined by confidence.
+    """The method: video-level early exit, else teacher on the clips of :func:`coverage_clips`, combined by
+    confidence.
 
-    ``knob`` is ``(θ, k, λ)``, or ``(θ, k)`` for ``λ = 1``. With
-    ``p_i = softmax(z_S,i)``, ``q_i = softmax(z_T,i)`` and scores ``s_i``:
+    ``knob`` is ``(θ, k, λ, c)``; ``(θ, k, λ)`` means ``c = 0`` and ``(θ, k)``
+    means ``λ = 1, c = 0``. With ``p_i = softmax(z_S,i)``, ``q_i = softmax(z_T,i)``
+    and scores ``s_i``:
 
-    1. ``P_S = Σ_i s_i p_i / Σ_i s_i`` and ``c = max_k P_S[k]``.
-    2. If ``c ≥ θ``: early exit, ``P = P_S``; teacher 0, student ``N``.
-       ``θ > 1`` never exits, ``θ ≤ 0`` always does.
-    3. Else the teacher runs on the top-k clips ``S`` by ``s`` and
-       ``P ∝ Σ_{i∈S} s_i q_i + λ·Σ_{i∉S} s_i p_i`` (normalised to sum to 1),
-       ``λ ≥ 0`` the weight of the student's clips; teacher ``min(k, N)``,
-       student ``N``. ``λ = 0`` is :func:`cd_topk`; at ``k ≥ N`` the student
-       term is empty.
+    1. ``P_S = Σ_i s_i p_i / Σ_i s_i`` and ``c_exit = max_k P_S[k]``.
+    2. If ``c_exit ≥ θ``: early exit, ``P = P_S``; teacher 0, student ``N``.
+       ``θ > 1`` never exits (a probability never exceeds 1: the test is
+       skipped), ``θ ≤ 0`` always does.
+    3. Else the teacher runs on the clips ``S`` that :func:`cd_topk` takes at
+       ``(k, c)`` (the top-k by ``s`` at ``c = 0``, one clip per cell of the
+       uniform grid for ``c > 0``, uniform_k's clips at ``c = 1``; see
+       :func:`cd_topk` for the coverage ``c``) and
+       ``P ∝ Σ_{i∈S} w_i q_i + λ·Σ_{i∉S} w_i p_i`` (normalised to sum to 1)
+       with ``w_i = s_i^(1−c)`` (floored at :data:`MIN_WEIGHT`), ``λ ≥ 0`` the
+       weight of the student's clips; teacher ``min(k, N)``, student ``N``.
+       ``λ = 0`` is :func:`cd_topk`; at ``k ≥ N`` the student term is empty.
+
+    Honest cost: at ``θ > 1``, ``c = 1`` and ``λ = 0`` or ``k ≥ N`` the decision
+    reads nothing of the student (:func:`gate_reads_student`): it is
+    :func:`uniform_k`'s at ``k`` exactly (probabilities, teacher clips),
+    student 0, and the video needs no student outputs.
 
     Step 3 does not depend on ``θ``: with a ``memo`` it is computed once per
-    ``(k, λ)`` for this video and shared by every threshold.
+    ``(k, λ, c)`` for this video and shared by every threshold (and the clips
+    ``S`` once per ``(k, c)``, shared by every ``λ``).
     """
-    theta, k, weight = _gate_knob(knob)
+    theta, k, weight, coverage = _gate_knob(knob)
+    if not _gate_reads(theta, k, weight, coverage, video.num_clips):
+        return _uniform_decision(video, k, memo)
     _require_score("cd_gate", video)
-    if video.student_estimate[1] >= theta:
+    if theta <= 1 and video.student_estimate[1] >= theta:
         return _early_exit(video)
-    return _gate_teacher(video, k, weight, memo)
+    return _gate_teacher(video, k, weight, coverage, memo)
 
 
 def _early_exit(video: VideoOutputs) -> Decision:
@@ -284,43 +421,112 @@ def _early_exit(video: VideoOutputs) -> Decision:
     return Decision(video.student_estimate[0], 0, video.num_clips)
 
 
-def _gate_teacher(video: VideoOutputs, k: int, weight: float, memo: dict | None) -> Decision:
-    """Step 3 of :func:`cd_gate` at ``(k, λ)``, kept in ``memo`` (when given) for every threshold."""
-    key = ("cd_gate", min(k, video.num_clips), weight)
+def _gate_teacher(video: VideoOutputs, k: int, weight: float, coverage: float, memo: dict | None) -> Decision:
+    """Step 3 of :func:`cd_gate` at ``(k, λ, c)``, kept in ``memo`` (when given) for every threshold.
+
+    ``λ`` is irrelevant where the student term is empty (``k ≥ N``) and is keyed
+    as 0 there. At ``c = 1`` without a student term ``P`` is computed as the plain
+    teacher mean (which it equals), bitwise :func:`uniform_k`'s.
+    """
+    k = min(k, video.num_clips)
+    if k >= video.num_clips:
+        weight = 0.0
+    key = ("cd_gate", k, weight, coverage)
     decision = memo.get(key) if memo is not None else None
     if decision is None:
-        indices = _top(video.order_by_score, k)
-        combined = (video.score_weights[indices] * _teacher_probs(video, indices)).sum(dim=0)
-        if weight > 0 and k < video.num_clips:
-            rest = video.order_by_score[k:]
-            combined = combined + weight * video.weighted_student_probs[rest].sum(dim=0)
-        decision = Decision(combined / combined.sum(), indices.numel(), video.num_clips)
+        indices = coverage_clips(video, k, coverage, memo)
+        if coverage == 1.0 and weight == 0:
+            decision = Decision(_selected_teacher(video, k, coverage, indices, memo, False).mean(dim=0),
+                                indices.numel(), video.num_clips)
+        else:
+            combined = _selected_teacher(video, k, coverage, indices, memo, True)
+            if weight > 0:
+                combined = combined + weight * _student_rest(video, k, coverage, indices, memo)
+            decision = Decision(combined / combined.sum(), indices.numel(), video.num_clips)
         if memo is not None:
             memo[key] = decision
     return decision
+
+
+def _selected_teacher(video: VideoOutputs, k: int, coverage: float, indices: Tensor, memo: dict | None,
+                      weighted: bool) -> Tensor:
+    """``q_S`` (``weighted``: ``Σ_{i∈S} w_i q_i``) of step 3 of :func:`cd_gate`, from its one teacher call on ``S``;
+    both kept in ``memo`` per ``(k, c)``, for every ``λ``."""
+    key = ("teacher", k, coverage, weighted)
+    value = memo.get(key) if memo is not None else None
+    if value is None:
+        if weighted:
+            weights = _coverage_weights(video, coverage, memo)[indices]
+            value = (weights * _selected_teacher(video, k, coverage, indices, memo, False)).sum(dim=0)
+        else:
+            value = _teacher_probs(video, indices)
+        if memo is not None:
+            memo[key] = value
+    return value
+
+
+def _student_rest(video: VideoOutputs, k: int, coverage: float, indices: Tensor, memo: dict | None) -> Tensor:
+    """``Σ_{i∉S} w_i p_i`` of step 3 of :func:`cd_gate` (``k < N``), kept in ``memo`` per ``(k, c)``."""
+    key = ("rest", k, coverage)
+    rest = memo.get(key) if memo is not None else None
+    if rest is None:
+        if coverage == 0.0:  # S is the top-k by s: the rest is the order's tail
+            rest = video.weighted_student_probs[video.order_by_score[k:]].sum(dim=0)
+        else:
+            outside = torch.ones(video.num_clips, dtype=torch.bool)
+            outside[indices] = False
+            weights = _coverage_weights(video, coverage, memo)
+            rest = (weights[outside] * video.student_probs[outside]).sum(dim=0)
+        if memo is not None:
+            memo[key] = rest
+    return rest
 
 
 def _sweep_gate(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[dict[str, float]]:
     """:func:`run_policy` of :func:`cd_gate` at each of ``knobs``, each video's decisions computed once.
 
     A video's early exit does not depend on the knob and its step 3 only on
-    ``(k, λ)``; a threshold ``θ`` then only picks, per video, one of the two
-    (exit where ``c ≥ θ``), which one comparison does for every video.
+    ``(k, λ, c)``; a threshold ``θ`` then only picks, per video, one of the two
+    (exit where ``c_exit ≥ θ``), which one comparison does for every video. The
+    clips of a ``(k, c)``, their teacher probabilities and the student term are
+    computed once per video (one memo per video) and shared by the ``λ``.
     """
     total = len(videos)
     confidence = torch.tensor([video.student_estimate[1] for video in videos], dtype=torch.float64)
     exit_right = torch.tensor([_early_exit(video).prediction == video.label for video in videos])
-    student_clips = sum(video.num_clips for video in videos)
-    by_pair: dict[tuple[int, float], tuple[Tensor, Tensor]] = {}
+    clips = torch.tensor([video.num_clips for video in videos])
+    total_clips = int(clips.sum())
+    memos = [{} for _ in videos]
+    by_triple: dict[tuple[int, float, float], tuple[Tensor, Tensor]] = {}
+    uniform: dict[int, tuple[Tensor, Tensor]] = {}
     results = []
     for knob in knobs:
-        theta, k, weight = _gate_knob(knob)
-        if (k, weight) not in by_pair:
-            decisions = [_gate_teacher(video, k, weight, None) for video in videos]
-            by_pair[k, weight] = (torch.tensor([d.prediction == v.label for d, v in zip(decisions, videos)]),
-                                  torch.tensor([d.teacher_clips for d in decisions]))
-        teacher_right, teacher_clips = by_pair[k, weight]
-        exits = confidence >= theta
+        theta, k, weight, coverage = _gate_knob(knob)
+        if theta > 1 and coverage == 1.0:  # _gate_reads per video: only a student term (λ > 0, k < N) reads it
+            reads = clips > k if weight > 0 else torch.zeros(total, dtype=torch.bool)
+            some, every = bool(reads.any()), bool(reads.all())
+        else:
+            reads, some, every = None, True, True
+        if not every and k not in uniform:  # the videos that read no student take uniform_k's decision
+            decisions = [_uniform_decision(video, k, memo) for video, memo in zip(videos, memos)]
+            uniform[k] = (torch.tensor([d.prediction == v.label for d, v in zip(decisions, videos)]),
+                          torch.tensor([d.teacher_clips for d in decisions]))
+        if some and (k, weight, coverage) not in by_triple:
+            decisions = [_gate_teacher(video, k, weight, coverage, memo) for video, memo in zip(videos, memos)]
+            by_triple[k, weight, coverage] = (
+                torch.tensor([d.prediction == v.label for d, v in zip(decisions, videos)]),
+                torch.tensor([d.teacher_clips for d in decisions]))
+        if every:
+            teacher_right, teacher_clips = by_triple[k, weight, coverage]
+            student_clips = total_clips
+        elif not some:
+            teacher_right, teacher_clips = uniform[k]
+            student_clips = 0
+        else:
+            teacher_right = torch.where(reads, by_triple[k, weight, coverage][0], uniform[k][0])
+            teacher_clips = torch.where(reads, by_triple[k, weight, coverage][1], uniform[k][1])
+            student_clips = int(clips[reads].sum())
+        exits = confidence >= theta if theta <= 1 else torch.zeros(total, dtype=torch.bool)  # θ ≤ 1: all read
         results.append({
             "accuracy": int(torch.where(exits, exit_right, teacher_right).sum()) / total,
             "teacher_clips_per_video": int(teacher_clips[~exits].sum()) / total,
@@ -329,18 +535,63 @@ def _sweep_gate(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[dict[st
     return results
 
 
-def _gate_knob(knob) -> tuple[float, int, float]:
-    """``(θ, k, λ)`` of a ``cd_gate`` knob, checked; ``(θ, k)`` means ``λ = 1``."""
-    if not isinstance(knob, (tuple, list)) or len(knob) not in (2, 3):
-        raise ConfigError(f"cd_gate: knob must be (theta, k) or (theta, k, lambda), got {knob!r}")
-    theta, k, weight = (*knob, 1.0) if len(knob) == 2 else knob
+def _uniform_decision(video: VideoOutputs, k: int, memo: dict | None) -> Decision:
+    """:func:`uniform_k`'s decision at ``k`` (bitwise: the same teacher mean), its teacher probabilities shared in
+    ``memo`` with step 3 of :func:`cd_gate` at ``c = 1``; student 0."""
+    k = min(k, video.num_clips)
+    indices = uniform_clips(video.num_clips, k)
+    return Decision(_selected_teacher(video, k, 1.0, indices, memo, False).mean(dim=0), indices.numel(), 0)
+
+
+def _check_coverage(policy: str, coverage) -> float:
+    if type(coverage) is float and 0.0 <= coverage <= 1.0:  # the common case, fast
+        return coverage
+    if isinstance(coverage, bool) or not isinstance(coverage, numbers.Real) or not 0 <= coverage <= 1:
+        raise ConfigError(f"{policy}: knob coverage c must be a number in [0, 1], got {coverage!r}")
+    return float(coverage)
+
+
+def _topk_knob(knob) -> tuple[int, float]:
+    """``(k, c)`` of a ``cd_topk`` knob, checked; a plain ``k`` means ``c = 0``."""
+    if isinstance(knob, (tuple, list)):
+        if len(knob) != 2:
+            raise ConfigError(f"cd_topk: knob must be k or (k, coverage), got {knob!r}")
+        return _check_k("cd_topk", knob[0]), _check_coverage("cd_topk", knob[1])
+    return _check_k("cd_topk", knob), 0.0
+
+
+def _gate_knob(knob) -> tuple[float, int, float, float]:
+    """``(θ, k, λ, c)`` of a ``cd_gate`` knob, checked; ``(θ, k, λ)`` means ``c = 0``, ``(θ, k)`` means ``λ = 1``
+    and ``c = 0``."""
+    if not isinstance(knob, (tuple, list)) or len(knob) not in (2, 3, 4):
+        raise ConfigError(f"cd_gate: knob must be (theta, k), (theta, k, lambda) or (theta, k, lambda, coverage), "
+                          f"got {knob!r}")
+    theta, k, weight, coverage = (*knob, 1.0, 0.0) if len(knob) == 2 else (*knob, 0.0) if len(knob) == 3 else knob
     if type(theta) is float and type(weight) is float and theta == theta and weight >= 0:  # the common case, fast
-        return theta, _check_k("cd_gate", k), weight
+        return theta, _check_k("cd_gate", k), weight, _check_coverage("cd_gate", coverage)
     if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or math.isnan(theta):
         raise ConfigError(f"cd_gate: knob theta must be a number, got {theta!r}")
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not weight >= 0:
         raise ConfigError(f"cd_gate: knob lambda (the student's weight) must be a number >= 0, got {weight!r}")
-    return float(theta), _check_k("cd_gate", k), float(weight)
+    return float(theta), _check_k("cd_gate", k), float(weight), _check_coverage("cd_gate", coverage)
+
+
+def _gate_reads(theta: float, k: int, weight: float, coverage: float, num_clips: int | None) -> bool:
+    """Whether :func:`cd_gate` at ``(θ, k, λ, c)`` reads the student on a video of ``num_clips`` clips (None:
+    on some video, however many clips it has)."""
+    return not (theta > 1 and coverage == 1.0 and (weight == 0 or (num_clips is not None and k >= num_clips)))
+
+
+def topk_reads_student(knob, num_clips: int | None = None) -> bool:
+    """Whether :func:`cd_topk` at ``knob`` reads the student: unless ``c = 1``."""
+    return _topk_knob(knob)[1] != 1.0
+
+
+def gate_reads_student(knob, num_clips: int | None = None) -> bool:
+    """Whether :func:`cd_gate` at ``knob`` reads the student on a video of ``num_clips`` clips: unless ``θ > 1``
+    (the exit test needs no student), ``c = 1`` (uniform_k's clips, plain mean) and ``λ = 0`` or ``k ≥ N`` (no
+    student term). ``num_clips`` None: whether it reads the student on some video (``k ≥ N`` not known)."""
+    return _gate_reads(*_gate_knob(knob), num_clips)
 
 
 def oracle(video: VideoOutputs, k: int, *, generator: torch.Generator | None = None,
@@ -370,9 +621,11 @@ Policy = Callable[..., Decision]
 class PolicySpec:
     """A registered policy: its function, knob and what it consumes.
 
-    ``knob``: ``"k"``, ``"theta,k,lambda"`` or None. ``student``: which student's
-    outputs it uses (None, or a student registered in :data:`cdlib.runs.STUDENTS`);
-    :attr:`needs_student` follows from it. ``needs_score``: it reads the distilled
+    ``knob``: ``"k"``, ``"k,coverage"``, ``"theta,k,lambda,coverage"`` or None.
+    ``student``: which student's outputs it uses (None, or a student registered
+    in :data:`cdlib.runs.STUDENTS`); :attr:`needs_student` follows from it.
+    ``student_reads``: for a policy with a student that some knobs do not read,
+    ``(knob, num_clips) -> bool`` (:meth:`reads_student`). ``needs_score``: it reads the distilled
     score ``s`` (:func:`run_policy` refuses videos without one). ``needs_label``:
     it reads the video's label, so it is a reference, not a method (figures draw
     it dashed). ``random``: it draws from the generator (:func:`run_policy`
@@ -390,6 +643,7 @@ class PolicySpec:
     description: str
     random: bool = False
     sweep: Callable[[Sequence[VideoOutputs], Sequence], list[dict[str, float]]] | None = None
+    student_reads: Callable[[object, int | None], bool] | None = None
 
     def __post_init__(self):
         if self.random and self.sweep is not None:
@@ -400,16 +654,30 @@ class PolicySpec:
         """It reads a student's outputs (``student`` is set): :func:`run_policy` refuses videos without them."""
         return self.student is not None
 
-    def knob_values(self, num_clips: int, thetas: Sequence[float] = (), student_weights: Sequence[float] = (1.0,)
-                    ) -> list:
-        """The full sweep: ``[None]``, ``k = 1..N``, or every ``(θ, k, λ)`` with ``θ`` in ``thetas``,
-        ``k = 1..N`` and ``λ`` in ``student_weights`` (in that nesting order)."""
+    def reads_student(self, knob, num_clips: int | None = None) -> bool:
+        """Whether the decision at ``knob`` reads anything of the student (on a video of ``num_clips`` clips; None:
+        on some video). False for a policy without a student; True for one with a student, unless its
+        ``student_reads`` says otherwise (``cd_topk`` at ``c = 1``; ``cd_gate`` at ``θ > 1``, ``c = 1`` and
+        ``λ = 0`` or ``k ≥ N``). A decision that reads no student costs no student clips, works on a video
+        without student outputs, and the timed pipeline does not run the student for it."""
+        if self.student is None:
+            return False
+        return True if self.student_reads is None else self.student_reads(knob, num_clips)
+
+    def knob_values(self, num_clips: int, thetas: Sequence[float] = (), student_weights: Sequence[float] = (1.0,),
+                    coverages: Sequence[float] = (0.0,)) -> list:
+        """The full sweep: ``[None]``; ``k = 1..N``; for ``"k,coverage"`` every ``(k, c)`` with ``k = 1..N`` and
+        ``c`` in ``coverages``; or every ``(θ, k, λ, c)`` with ``θ`` in ``thetas``, ``k = 1..N``, ``λ`` in
+        ``student_weights`` and ``c`` in ``coverages`` (in that nesting order)."""
         ks = list(range(1, num_clips + 1))
         if self.knob is None:
             return [None]
         if self.knob == "k":
             return ks
-        return [(theta, k, weight) for theta in thetas for k in ks for weight in student_weights]
+        if self.knob == "k,coverage":
+            return [(k, coverage) for k in ks for coverage in coverages]
+        return [(theta, k, weight, coverage) for theta in thetas for k in ks for weight in student_weights
+                for coverage in coverages]
 
 
 #: every policy by name (:class:`~cdlib.registry.Registry`), added by :func:`register_policy`
@@ -442,14 +710,20 @@ for _spec in [
         "sampler_kd", sampler_maxprob, "k", "kd", False, False,
         "teacher on the top-k clips by the KD student's max-softmax",
     ),
-    PolicySpec("cd_topk", cd_topk, "k", "cd", True, False, "teacher on the top-k clips by distilled score, s-weighted"),
     PolicySpec(
-        "cd_gate", cd_gate, "theta,k,lambda", "cd", True, False,
-        "early exit at student confidence theta, else cd_topk + lambda x student", sweep=_sweep_gate,
+        "cd_topk", cd_topk, "k,coverage", "cd", True, False,
+        "teacher on the top-k clips by distilled score (coverage c: one per segment, c = 1 uniform), s-weighted",
+        student_reads=topk_reads_student,
     ),
     PolicySpec(
-        "cd_gate_da", cd_gate, "theta,k,lambda", "cd_da", True, False,
+        "cd_gate", cd_gate, "theta,k,lambda,coverage", "cd", True, False,
+        "early exit at student confidence theta, else cd_topk + lambda x student", sweep=_sweep_gate,
+        student_reads=gate_reads_student,
+    ),
+    PolicySpec(
+        "cd_gate_da", cd_gate, "theta,k,lambda,coverage", "cd_da", True, False,
         "cd_gate with the distance-aware score s_da = s x g(feature distance) in place of s", sweep=_sweep_gate,
+        student_reads=gate_reads_student,
     ),
     PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
 ]:

@@ -2,8 +2,10 @@
 
 :func:`measure_wall_clock` runs the real pipeline on the first test videos:
 preprocessing, the student on all of a video's clips (for the policies that use
-one), the policy's decision and the teacher on the clips it asks for, on
-``bench.num_threads`` threads. On the CPU every model is frozen for inference by
+one, at a knob that reads it, :meth:`cdlib.gating.PolicySpec.reads_student`:
+``cd_gate`` at ``θ > 1``, coverage 1 and ``λ = 0`` does not, nor does
+``cd_topk`` at coverage 1), the policy's decision and the teacher on the clips
+it asks for, on ``bench.num_threads`` threads. On the CPU every model is frozen for inference by
 :func:`cdlib.models.inference_module`; on a GPU the models run eager under the
 runtime's bf16 autocast, and every timed call ends with a synchronisation of the
 device (:func:`cdlib.cost.timing_model`).
@@ -109,7 +111,9 @@ class TimedPipeline:
         with autocast(self.runtime):
             x = preprocess(to_device(self.clips[v], self.runtime))
             teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
-            outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
+            # a knob that reads no student (cdlib.gating.PolicySpec.reads_student) does not run it
+            reads = spec.reads_student(knob, len(self.clips[v]))
+            outputs = self.students[spec.student](x) if reads else (None, None)
             return spec.fn(self._video(v, teacher, *outputs), knob, generator=generator)
 
     @torch.inference_mode()
@@ -125,12 +129,18 @@ class TimedPipeline:
         counts = [len(self.clips[v]) for v in videos]
         x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
         starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
-        if spec.student is not None:
+        # the student runs on the clips of the videos whose decision reads it (PolicySpec.reads_student)
+        reads = [spec.reads_student(knob, n) for n in counts]
+        per_video = [()] * len(videos)
+        if any(reads):
+            read_counts = [n for n, r in zip(counts, reads) if r]
+            student_x = x if all(reads) else x[torch.cat([torch.arange(start, start + n) for start, n, r
+                                                          in zip(starts, counts, reads) if r])]
             student = self.students[spec.student]
-            logits, score_logit = student(x, counts) if spec.student in self.video_context else student(x)
-            per_video = list(zip(torch.split(logits, counts), torch.split(score_logit, counts)))
-        else:
-            per_video = [()] * len(videos)
+            logits, score_logit = student(student_x, read_counts) if spec.student in self.video_context \
+                else student(student_x)
+            split = iter(zip(torch.split(logits, read_counts), torch.split(score_logit, read_counts)))
+            per_video = [next(split) if r else () for r in reads]
         decisions, pending = [], []
         for i, (v, start, outputs) in enumerate(zip(videos, starts, per_video)):
             teacher = _GatheredTeacher()

@@ -327,10 +327,24 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
                               "val_gflops_per_video", "wall_s_per_video", "wall_ratio_to_dense", "wall_videos"}
             assert 0 <= p["accuracy"] <= 1 and 0 <= p["val_accuracy"] <= 1
             assert p["gflops_per_video"] >= 0 and p["wall_s_per_video"] > 0
-    # each policy sweeps its knob over its whole range: k = 1..N, theta x k x lambda for cd_gate
+    # each policy sweeps its knob over its whole range: k = 1..N, k x coverage for cd_topk, theta x k x lambda x
+    # coverage for cd_gate
     assert [p["knob"] for p in result["policies"]["uniform_k"]] == [1, 2, 3, 4]
-    assert len(result["policies"]["cd_gate"]) == 2 * 4 * 3
+    assert len(result["policies"]["cd_gate"]) == 2 * 4 * 3 * 3
     assert {p["knob"][2] for p in result["policies"]["cd_gate"]} == {0.0, 0.5, 1.0}
+    assert {p["knob"][3] for p in result["policies"]["cd_gate"]} == {0.0, 0.25, 1.0}
+    assert [p["knob"] for p in result["policies"]["cd_topk"]][:4] == [[1, 0.0], [1, 0.25], [1, 1.0], [2, 0.0]]
+    # the coverage-1 points that read no student are uniform_k's points
+    uniform = {p["knob"]: p for p in result["policies"]["uniform_k"]}
+    for p in result["policies"]["cd_topk"] + [p for p in result["policies"]["cd_gate"] if p["knob"][0] > 1
+                                               and p["knob"][2] == 0.0]:
+        if p["knob"][-1] == 1.0:
+            same = uniform[p["knob"][-3 if len(p["knob"]) == 4 else 0]]
+            assert p["student_clips_per_video"] == 0
+            assert {key: p[key] for key in ("accuracy", "gflops_per_video", "teacher_clips_per_video",
+                                            "val_accuracy", "val_gflops_per_video")} == \
+                {key: same[key] for key in ("accuracy", "gflops_per_video", "teacher_clips_per_video",
+                                            "val_accuracy", "val_gflops_per_video")}
     assert set(result["confidence_auroc"]) >= {"cd", "student_maxprob", "ce_all_maxprob", "kd_maxprob"}
     summary = result["summary"]
     keys = {"cd_gflops_ratio_at_dense_accuracy", "cd_test_accuracy_at_matched_point", "cd_best_accuracy",
@@ -457,6 +471,71 @@ def test_batches_give_the_decisions_of_one_video_at_a_time(tiny_run):
                 assert (b.teacher_clips, b.student_clips) == (a.teacher_clips, a.student_clips), name
                 if name != "random_k":  # one generator across the batch, one per video alone
                     torch.testing.assert_close(b.probs, a.probs, atol=1e-4, rtol=1e-4)
+
+
+class _CountingNet:
+    """A stand-in network for TimedPipeline: per-clip outputs that depend only on the clip, and the clips of every
+    call counted (the student returns its logits and score logits, the teacher its logits)."""
+
+    def __init__(self, student: bool):
+        self.student, self.calls = student, []
+
+    def __call__(self, x):
+        self.calls.append(x.shape[0])
+        features = x.flatten(1)
+        logits = torch.stack([features[:, :4].sum(1), features[:, 4:8].sum(1), features[:, 8:12].sum(1)], 1)
+        return (logits, features[:, 12]) if self.student else logits.flip(1)
+
+
+def _fake_pipeline(clip_counts):
+    """A TimedPipeline on random uint8 clips of the given counts, its models the counting stand-ins."""
+    pipeline = object.__new__(TimedPipeline)
+    g = torch.Generator().manual_seed(0)
+    pipeline.runtime = None
+    pipeline.clips = [torch.randint(0, 256, (n, 2, 2, 2, 3), generator=g, dtype=torch.uint8) for n in clip_counts]
+    pipeline.labels = [v % 3 for v in range(len(clip_counts))]
+    pipeline.teacher, pipeline.students = _CountingNet(False), {"cd": _CountingNet(True)}
+    return pipeline
+
+
+def test_the_timed_pipeline_runs_no_student_for_a_knob_that_reads_none():
+    """cd_gate at θ > 1, c = 1 and λ = 0 (or k ≥ N) and cd_topk at c = 1 read no student: the pipeline does not
+    run it (one video at a time and in batches), and the decision is uniform_k's; other knobs run it on every clip
+    of the videos they read it for."""
+    counts = [3, 5, 5, 2]
+    pipeline = _fake_pipeline(counts)
+    student = pipeline.students["cd"]
+    gate, topk, uniform = get_policy("cd_gate"), get_policy("cd_topk"), get_policy("uniform_k")
+
+    def run(spec, knob):
+        student.calls.clear()
+        alone = [pipeline.run_video(spec, knob, v, torch.Generator()) for v in range(len(counts))]
+        alone_calls = list(student.calls)
+        student.calls.clear()
+        batched = pipeline.run_batch(spec, knob, range(len(counts)), torch.Generator())
+        for b, a in zip(batched, alone):
+            assert (b.teacher_clips, b.student_clips) == (a.teacher_clips, a.student_clips)
+            torch.testing.assert_close(b.probs, a.probs)
+        return alone, alone_calls, list(student.calls)
+
+    for knob in ((1.01, 2, 0.0, 1.0), (2.0, 3, 0.0, 1.0), (1.01, 5, 0.5, 1.0)):
+        decisions, alone_calls, batch_calls = run(gate, knob)
+        assert alone_calls == [] and batch_calls == [], knob
+        reference = [pipeline.run_video(uniform, knob[1], v, torch.Generator()) for v in range(len(counts))]
+        for decision, expected in zip(decisions, reference):
+            assert decision.student_clips == 0 and decision.teacher_clips == expected.teacher_clips
+            assert torch.equal(decision.probs, expected.probs)
+    decisions, alone_calls, batch_calls = run(topk, (2, 1.0))
+    assert alone_calls == [] and batch_calls == [] and all(d.student_clips == 0 for d in decisions)
+    # λ > 0 at k = 3: the student term reads the student on the videos of more than 3 clips only
+    decisions, alone_calls, batch_calls = run(gate, (1.01, 3, 0.5, 1.0))
+    assert alone_calls == [5, 5] and batch_calls == [10]
+    assert [d.student_clips for d in decisions] == [0, 5, 5, 0]
+    for knob in ((0.5, 2, 0.0, 1.0), (1.01, 2, 0.0, 0.25), (1.01, 2)):  # these read it on every video
+        decisions, alone_calls, batch_calls = run(gate, knob)
+        assert alone_calls == counts and batch_calls == [sum(counts)], knob
+        assert [d.student_clips for d in decisions] == counts
+    assert run(topk, (2, 0.0))[1:] == (counts, [sum(counts)])
 
 
 def test_ce_baseline_is_the_ce_student_with_the_higher_val_auroc():

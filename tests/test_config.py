@@ -174,3 +174,15 @@ def test_asdict_replace_and_hash_work_as_on_plain_dataclasses():
     assert dataclasses.asdict(cfg) == cfg.to_dict() and cfg.to_dict()["data"]["num_train"] == 3000
     assert Config(**cfg.to_dict()) == cfg and config_hash(Config(**cfg.to_dict())) == config_hash(cfg)
     assert dataclasses.replace(cfg, seed=2).seed == 2 and cfg.seed == 1
+
+
+def test_bench_coverages_parse_from_the_command_line_and_are_checked():
+    assert profile_config("ci").bench.coverages == (0.0, 0.25, 1.0)
+    cfg = apply_overrides(profile_config("ci"), ["bench.coverages=0, 0.5,1"])
+    assert cfg.bench.coverages == (0.0, 0.5, 1.0) and all(type(c) is float for c in cfg.bench.coverages)
+    assert apply_overrides(profile_config("ci"), {"bench.coverages": (1.0,)}).bench.coverages == (1.0,)
+    for bad in ("1.5", "-0.1", "", "nan", "half", "0.5,2"):
+        with pytest.raises(ConfigError, match=r"bench\.coverages"):
+            apply_overrides(profile_config("ci"), [f"bench.coverages={bad}"])
+    with pytest.raises(ConfigError, match=r"bench\.coverages"):
+        setattr(profile_config("ci").bench, "coverages", (0.0, 1.01))

@@ -62,7 +62,7 @@ class CountingTeacher:
 
 def _counted(video):
     teacher = CountingTeacher(video.teacher.logits)
-    return VideoOutputs(video.student_logits, teacher, video.student_score, video.label), teacher
+    return VideoOutputs(video.student_logits, teacher, video.student_score, video.label, video.num_clips), teacher
 
 
 def _run(name, video, knob, **kwargs):
@@ -147,7 +147,8 @@ def test_cost_counts_are_exact():
     """The teacher is called once with exactly `teacher_clips` unique ascending indices (never on early exit)."""
     base = _video(n=7, seed=11)
     for name, spec in POLICIES.items():
-        for knob in spec.knob_values(base.num_clips, thetas=(0.0, 0.5, 1.01), student_weights=(0.0, 1.0)):
+        for knob in spec.knob_values(base.num_clips, thetas=(0.0, 0.5, 1.01), student_weights=(0.0, 1.0),
+                                     coverages=(0.0, 0.5, 1.0)):
             video, teacher = _counted(base)
             decision = _run(name, video, knob)
             if name == "oracle":  # documented convention: selects with all N, charged k
@@ -160,8 +161,10 @@ def test_cost_counts_are_exact():
                 assert len(teacher.calls) == 1
                 (indices,) = teacher.calls
                 assert indices == sorted(set(indices)) and len(indices) == decision.teacher_clips
-            expected_student = 0 if spec.student is None else 7
-            assert decision.student_clips == expected_student, name
+            expected_student = 7 if spec.reads_student(knob, 7) else 0
+            assert decision.student_clips == expected_student, (name, knob)
+            if spec.student is not None and not spec.reads_student(knob, 7):
+                assert knob[-1] == 1.0, knob  # only coverage 1 reads no student
 
 
 def test_uniform_k_indices():
@@ -191,7 +194,7 @@ def test_ties_pick_the_first_clips():
 @pytest.mark.parametrize("name", [n for n in POLICIES if POLICIES[n].knob is not None])
 def test_videos_with_fewer_clips_than_k(name):
     video = _video(n=3, seed=5)
-    knob = (1.01, 5) if POLICIES[name].knob == "theta,k,lambda" else 5
+    knob = (1.01, 5) if POLICIES[name].knob == "theta,k,lambda,coverage" else 5
     decision = _run(name, video, knob)
     assert decision.teacher_clips == 3
     reference = cd_topk(video, 3) if name.startswith("cd_") else dense_teacher(video)
@@ -260,8 +263,8 @@ def test_oracle_is_not_an_accuracy_bound_in_general():
 def test_every_policy_runs_on_its_first_and_last_knob(name):
     spec = get_policy(name)
     video = _video(n=5, seed=1)
-    knobs = spec.knob_values(video.num_clips, THETAS)
-    for knob in (knobs[0], knobs[-1]):
+    knobs = spec.knob_values(video.num_clips, THETAS, coverages=(0.0, 0.5, 1.0))
+    for knob in (knobs[0], knobs[len(knobs) // 2], knobs[-1]):
         decision = spec.fn(video, knob, generator=torch.Generator().manual_seed(0))
         assert isinstance(decision, Decision)
         assert decision.probs.shape == (6,)
@@ -338,9 +341,16 @@ def test_a_video_without_a_student_needs_its_clip_count_and_no_score():
 def test_knob_values():
     assert get_policy("dense_teacher").knob_values(4, THETAS) == [None]
     assert get_policy("uniform_k").knob_values(4, THETAS) == [1, 2, 3, 4]
-    gate = get_policy("cd_gate").knob_values(2, (0.5, 1.01), (0.0, 1.0))
-    assert gate == [(0.5, 1, 0.0), (0.5, 1, 1.0), (0.5, 2, 0.0), (0.5, 2, 1.0),
-                    (1.01, 1, 0.0), (1.01, 1, 1.0), (1.01, 2, 0.0), (1.01, 2, 1.0)]
+    gate = get_policy("cd_gate").knob_values(2, (0.5, 1.01), (0.0, 1.0))  # coverage 0 unless given
+    assert gate == [(0.5, 1, 0.0, 0.0), (0.5, 1, 1.0, 0.0), (0.5, 2, 0.0, 0.0), (0.5, 2, 1.0, 0.0),
+                    (1.01, 1, 0.0, 0.0), (1.01, 1, 1.0, 0.0), (1.01, 2, 0.0, 0.0), (1.01, 2, 1.0, 0.0)]
+    gate = get_policy("cd_gate_da").knob_values(2, (0.5,), (0.0, 1.0), (0.0, 1.0))  # nesting θ, k, λ, c
+    assert gate == [(0.5, 1, 0.0, 0.0), (0.5, 1, 0.0, 1.0), (0.5, 1, 1.0, 0.0), (0.5, 1, 1.0, 1.0),
+                    (0.5, 2, 0.0, 0.0), (0.5, 2, 0.0, 1.0), (0.5, 2, 1.0, 0.0), (0.5, 2, 1.0, 1.0)]
+    assert get_policy("cd_topk").knob_values(3, THETAS, (0.5,), (0.0, 0.25, 1.0)) == [
+        (1, 0.0), (1, 0.25), (1, 1.0), (2, 0.0), (2, 0.25), (2, 1.0), (3, 0.0), (3, 0.25), (3, 1.0)]
+    assert get_policy("cd_topk").knob_values(2) == [(1, 0.0), (2, 0.0)]
+    assert (get_policy("cd_topk").knob, get_policy("cd_gate").knob) == ("k,coverage", "theta,k,lambda,coverage")
 
 
 def test_registry_and_bad_arguments():
@@ -359,7 +369,9 @@ def test_registry_and_bad_arguments():
     with pytest.raises(ConfigError, match=r"cd_gate.*\(theta, k\)"):
         cd_gate(video, 3)
     with pytest.raises(ConfigError, match=r"cd_gate.*\(theta, k\)"):
-        cd_gate(video, (0.5, 1, 1.0, 2))
+        cd_gate(video, (0.5, 1, 1.0, 0.0, 2))
+    with pytest.raises(ConfigError, match=r"cd_gate.*\(theta, k\)"):
+        cd_gate(video, (0.5,))
     with pytest.raises(ConfigError, match="lambda"):
         cd_gate(video, (0.5, 1, -1.0))
     with pytest.raises(ConfigError, match="theta"):
@@ -390,10 +402,16 @@ def test_sweep_policy_gives_what_run_policy_gives_at_every_knob(name):
     videos = [_video(n=4 + seed % 3, seed=seed) for seed in range(40)]
     confidences = sorted(video.student_estimate[1] for video in videos)
     thetas = (0.0, videos[0].student_estimate[1], videos[5].student_estimate[1], confidences[20], 1.01)
-    knobs = get_policy(name).knob_values(6, thetas, (0.0, 0.5, 1.0))
+    knobs = get_policy(name).knob_values(6, thetas, (0.0, 0.5, 1.0), (0.0, 0.3, 1.0))
     swept = sweep_policy(name, videos, knobs, seed=3, repeats=2)
     assert swept == [run_policy(name, videos, knob, seed=3, repeats=2) for knob in knobs]
-    if get_policy(name).knob == "theta,k,lambda":  # the thresholds split the videos between exit and teacher
+    spec = get_policy(name)
+    if spec.knob is not None and "coverage" in spec.knob:  # the whole coverage range is swept, c = 1 costs no student
+        assert {knob[-1] for knob in knobs} == {0.0, 0.3, 1.0}
+        assert any(point["student_clips_per_video"] == 0 for point in swept)
+    if spec.knob == "theta,k,lambda,coverage":  # the thresholds split the videos between exit and teacher
+        full = sum(video.num_clips for video in videos) / len(videos)
+        assert any(0 < point["student_clips_per_video"] < full for point in swept)  # λ > 0: k >= N on some only
         exits = [sum(v.student_estimate[1] >= theta for v in videos) for theta in thetas]
         assert exits[0] == len(videos) and exits[-1] == 0 and exits[3] == 20
 
@@ -437,14 +455,20 @@ def test_cd_gate_reuses_its_teacher_combination_across_thresholds_through_the_ca
             assert torch.equal(decision.probs, fresh.probs)
             assert (decision.teacher_clips, decision.student_clips) == (fresh.teacher_clips, fresh.student_clips)
     assert len(teacher.calls) == 2
-    # another student weight is another combination
+    # another student weight is another combination, of the same teacher call on the same clips
     cd_gate(shared, (1.01, 1, 0.0), memo=memo)
+    assert len(teacher.calls) == 2
+    # another coverage is other clips: another teacher call
+    cd_gate(shared, (1.01, 1, 0.0, 0.5), memo=memo)
+    cd_gate(shared, (1.01, 1, 1.0, 0.5), memo=memo)
     assert len(teacher.calls) == 3
     # without a memo nothing is kept: the policy writes nowhere but the memo it is given
     cd_gate(shared, (1.01, 1))
     cd_gate(shared, (1.01, 1))
     assert len(teacher.calls) == 5
-    assert set(memo) == {("cd_gate", 1, 1.0), ("cd_gate", 3, 1.0), ("cd_gate", 1, 0.0)}
+    assert {key for key in memo if key[0] == "cd_gate"} == {
+        ("cd_gate", 1, 1.0, 0.0), ("cd_gate", 3, 1.0, 0.0), ("cd_gate", 1, 0.0, 0.0), ("cd_gate", 1, 0.0, 0.5),
+        ("cd_gate", 1, 1.0, 0.5)}
 
 
 def test_run_policy_reuses_one_memo_per_video():
@@ -457,3 +481,177 @@ def test_run_policy_reuses_one_memo_per_video():
     assert [len(teacher.calls) for _, teacher in videos] == [1, 1, 1]
     with pytest.raises(ValueError, match="memos"):
         run_policy("cd_gate", plain, (1.01, 2), memos=memos[:2])
+
+
+# ----------------------------------------------------------------------------- the coverage knob c
+
+
+def _uniform(n, k):
+    """uniform_k's clips, written out: ⌊(2j+1)·N/(2k)⌋, k clipped to N."""
+    k = min(k, n)
+    return [(2 * j + 1) * n // (2 * k) for j in range(k)]
+
+
+def _direct_coverage_clips(scores, k, c):
+    """The clips of cd_topk / cd_gate at (k, c), 0 < c ≤ 1, computed from the definition clip by clip."""
+    n = len(scores)
+    k = min(k, n)
+    centres = _uniform(n, k)
+    low, high = min(scores), max(scores)
+    s_hat = [(s - low) / (high - low) if high > low else 0.0 for s in scores]
+    best = {}
+    for i in range(n):
+        distances = [abs(i - u) for u in centres]
+        j = distances.index(min(distances))  # the nearest centre, ties the lower j
+        g = min(1.0, max(0.0, 1 - distances[j] / (n / k)))
+        value = (1 - c) * s_hat[i] + c * g
+        if j not in best or value > best[j][0]:  # ties: the lower index, met first
+            best[j] = (value, i)
+    return [best[j][1] for j in range(k)]
+
+
+def _teacher_indices(policy, video, knob):
+    counted, teacher = _counted(video)
+    decision = policy(counted, knob)
+    assert len(teacher.calls) == (decision.teacher_clips > 0)
+    return (teacher.calls[0] if teacher.calls else []), decision
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_coverage_zero_is_plain_top_k_by_score_with_todays_numbers(seed):
+    n = 9
+    video = _video(n=n, seed=seed)
+    s = video.student_score.tolist()
+    p, q = video.student_logits.softmax(1), video.teacher.logits.softmax(1)
+    for k in range(1, n + 2):
+        top = sorted(sorted(range(n), key=lambda i: -s[i])[:k])
+        indices, topk = _teacher_indices(cd_topk, video, (k, 0.0))
+        assert indices == top
+        torch.testing.assert_close(topk.probs, sum(s[i] * q[i] for i in top) / sum(s[i] for i in top))
+        assert torch.equal(topk.probs, cd_topk(video, k).probs)  # a plain k is c = 0
+        assert (topk.teacher_clips, topk.student_clips) == (len(top), n)
+        for weight in (0.0, 0.5, 1.0):
+            indices, gate = _teacher_indices(cd_gate, video, (1.01, k, weight, 0.0))
+            assert indices == top
+            combined = sum(s[i] * q[i] for i in top) + weight * sum(
+                (s[i] * p[i] for i in range(n) if i not in top), torch.zeros(p.shape[1]))
+            torch.testing.assert_close(gate.probs, combined / combined.sum())
+            assert torch.equal(gate.probs, cd_gate(video, (1.01, k, weight)).probs)
+            assert (gate.teacher_clips, gate.student_clips) == (len(top), n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 7, 12, 13])
+def test_coverage_one_is_exactly_uniform_k(n):
+    """Every k in 1..N+2 (N not divisible by k, k = N, k > N): uniform_k's clips, probabilities and counts; the
+    decisions that read no student cost none and need no student outputs."""
+    video = _video(n=n, seed=n, scale=1.0)
+    bare = _without_student(video)
+    for k in range(1, n + 3):
+        uniform_indices, uniform = _teacher_indices(uniform_k, video, k)
+        assert uniform_indices == _uniform(n, k)
+        for policy, knob in ((cd_topk, (k, 1.0)), (cd_topk, (k, 1)), (cd_gate, (1.01, k, 0.0, 1.0)),
+                             (cd_gate, (2.0, k, 1.0, 1.0) if k >= n else (2.0, k, 0.0, 1))):
+            for outputs in (video, bare):
+                indices, decision = _teacher_indices(policy, outputs, knob)
+                assert indices == uniform_indices, (policy, knob)
+                assert torch.equal(decision.probs, uniform.probs), (policy, knob)
+                assert (decision.teacher_clips, decision.student_clips) == (uniform.teacher_clips, 0)
+        # where the decision reads the student (an exit test, a student term) the clips are still uniform_k's
+        for knob in ((1.0, k, 0.0, 1.0), (1.01, k, 0.5, 1.0)):
+            indices, decision = _teacher_indices(cd_gate, video, knob)
+            reads = knob[0] <= 1 or k < n  # at k ≥ N the student term is empty
+            assert indices == uniform_indices and decision.student_clips == (n if reads else 0)
+        torch.testing.assert_close(cd_gate(video, (1.0, k, 0.0, 1.0)).probs, uniform.probs)
+        # a coverage just below 1 reaches the same clips through the cells (g = 1 only at the u_j)
+        assert _teacher_indices(cd_topk, video, (k, 1 - 1e-6))[0] == uniform_indices
+    with pytest.raises(ConfigError, match="needs student_score"):  # a student term reads the student
+        cd_gate(bare, (1.01, 1, 0.5, 1.0)) if n > 1 else cd_topk(bare, (1, 0.5))
+
+
+@pytest.mark.parametrize("c", [0.1, 0.25, 0.5, 0.9])
+def test_intermediate_coverage_picks_one_clip_per_cell_as_defined(c):
+    for n, seed in ((12, 0), (13, 1), (7, 2), (5, 3), (20, 4)):
+        video = _video(n=n, seed=seed)
+        s = video.student_score.tolist()
+        p, q = video.student_logits.softmax(1), video.teacher.logits.softmax(1)
+        for k in range(1, n + 2):
+            expected = _direct_coverage_clips(s, k, c)
+            assert len(expected) == min(k, n) and expected == sorted(set(expected))
+            indices, topk = _teacher_indices(cd_topk, video, (k, c))
+            assert indices == expected, (n, k, c)
+            w = [max(x ** (1 - c), 1e-12) for x in s]
+            torch.testing.assert_close(topk.probs, sum(w[i] * q[i] for i in expected) / sum(w[i] for i in expected))
+            assert (topk.teacher_clips, topk.student_clips) == (min(k, n), n)
+            indices, gate = _teacher_indices(cd_gate, video, (1.01, k, 0.5, c))
+            assert indices == expected
+            combined = sum(w[i] * q[i] for i in expected) + 0.5 * sum(
+                (w[i] * p[i] for i in range(n) if i not in expected), torch.zeros(p.shape[1]))
+            torch.testing.assert_close(gate.probs, combined / combined.sum())
+    # small c is the best clip by score inside each segment: k = 2 of N = 8 (u = 2, 6; cells 0-3 and 4-7)
+    scores = torch.tensor([0.1, 0.9, 0.2, 0.3, 0.8, 0.1, 0.2, 0.95])
+    video = VideoOutputs.precomputed(torch.zeros(8, 3), torch.randn(8, 3), scores, 0)
+    assert _teacher_indices(cd_topk, video, (2, 0.0))[0] == [1, 7]  # plain top-2, both may share a segment
+    assert _teacher_indices(cd_topk, video, (2, 0.1))[0] == [1, 7]
+    assert _teacher_indices(cd_topk, video, (3, 0.0))[0] == [1, 4, 7]
+    assert _teacher_indices(cd_topk, video, (3, 0.1))[0] == [1, 4, 7]  # u = 1, 4, 6: cells 0-2, 3-5, 6-7
+    assert _teacher_indices(cd_topk, video, (2, 0.9))[0] == [2, 6]
+    # ties: clip 4, as far from u_0 = 2 as from u_1 = 6, is in cell 0; clips 1 and 3, tied, give the lower
+    for scores, expected in (([0.1, 0.2, 0.1, 0.1, 0.99, 0.5, 0.1, 0.1], [4, 5]),
+                             ([0.1, 0.9, 0.2, 0.9, 0.1, 0.3, 0.2, 0.8], [1, 7])):
+        assert _direct_coverage_clips(scores, 2, 0.1) == expected
+        video = VideoOutputs.precomputed(torch.zeros(8, 3), torch.randn(8, 3), torch.tensor(scores), 0)
+        assert _teacher_indices(cd_topk, video, (2, 0.1))[0] == expected
+    # equal scores carry no information: ŝ = 0, so any c > 0 takes uniform_k's clips
+    flat = VideoOutputs.precomputed(torch.zeros(10, 3), torch.randn(10, 3), torch.full((10,), 0.7), 0)
+    for k in (1, 3, 4, 10):
+        assert _teacher_indices(cd_topk, flat, (k, 0.25))[0] == _uniform(10, k)
+        assert _teacher_indices(cd_topk, flat, (k, 0.0))[0] == list(range(k))
+
+
+def test_coverage_one_points_are_uniform_k_points():
+    videos = [_video(n=4 + seed % 3, seed=seed) for seed in range(30)]
+    for k in range(1, 7):
+        uniform = run_policy("uniform_k", videos, k)
+        assert uniform["student_clips_per_video"] == 0
+        assert run_policy("cd_topk", videos, (k, 1.0)) == uniform
+        assert run_policy("cd_gate", videos, (1.01, k, 0.0, 1.0)) == uniform
+        assert run_policy("cd_gate_da", videos, (1.5, k, 0.0, 1.0)) == uniform
+        assert sweep_policy("cd_gate", videos, [(1.01, k, 0.0, 1.0)]) == [uniform]
+
+
+def test_reads_student():
+    topk, gate, da = get_policy("cd_topk"), get_policy("cd_gate"), get_policy("cd_gate_da")
+    assert topk.reads_student(3) and topk.reads_student((3, 0.0)) and topk.reads_student((3, 0.99))
+    assert not topk.reads_student((3, 1.0)) and not topk.reads_student((3, 1))
+    for spec in (gate, da):
+        assert not spec.reads_student((1.01, 2, 0.0, 1.0))
+        assert not spec.reads_student((1.01, 2, 0.0, 1.0), 5)
+        assert spec.reads_student((1.0, 2, 0.0, 1.0))  # θ ≤ 1: the exit test reads the student
+        assert spec.reads_student((1.01, 2, 0.0, 0.9))
+        assert spec.reads_student((1.01, 2, 0.5, 1.0)) and spec.reads_student((1.01, 2, 0.5, 1.0), 3)
+        assert not spec.reads_student((1.01, 3, 0.5, 1.0), 3)  # k ≥ N: no student term
+        assert spec.reads_student((1.01, 2)) and spec.reads_student((1.01, 2, 0.0))
+    assert not get_policy("uniform_k").reads_student(2) and not get_policy("dense_teacher").reads_student(None)
+    assert get_policy("sampler_maxprob").reads_student(2) and get_policy("dense_student").reads_student(None)
+
+
+def test_coverage_knob_validation():
+    video = _video(n=4)
+    for bad in (1.5, -0.1, float("nan"), True, "0.5", None):
+        with pytest.raises(ConfigError, match="cd_topk: knob coverage c must be a number in"):
+            cd_topk(video, (2, bad))
+        with pytest.raises(ConfigError, match="cd_gate: knob coverage c must be a number in"):
+            cd_gate(video, (0.5, 2, 1.0, bad))
+        with pytest.raises(ConfigError, match="cd_gate: knob coverage"):
+            sweep_policy("cd_gate", [video], [(0.5, 2, 1.0, bad)])
+    for bad in ((2,), (2, 0.5, 0.5), [], "2"):
+        with pytest.raises(ConfigError, match=r"cd_topk: knob must be k or \(k, coverage\)|cd_topk: knob k"):
+            cd_topk(video, bad)
+    with pytest.raises(ConfigError, match="cd_topk: knob k"):
+        cd_topk(video, (0, 0.5))
+    with pytest.raises(ConfigError, match="cd_gate: knob k"):
+        cd_gate(video, (0.5, 0, 1.0, 0.5))
+    # numbers other than floats are accepted and mean the same; lists as JSON gives them back
+    assert torch.equal(cd_topk(video, (2, 0)).probs, cd_topk(video, 2).probs)
+    assert torch.equal(cd_gate(video, [1.01, 2, 1, 0]).probs, cd_gate(video, (1.01, 2, 1.0, 0.0)).probs)
+    assert torch.equal(cd_topk(video, [2, 0.5]).probs, cd_topk(video, (2, 0.5)).probs)
