@@ -225,9 +225,9 @@ def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None =
     return results
 
 
-#: what :func:`harder_data` evaluates: the method's policy and the CE student's sampler, so that only the teacher,
-#: the CE and the CD student are trained on the harder data
-HARDER_DATA_POLICIES = ("sampler_maxprob", "cd_gate")
+#: what :func:`harder_data` evaluates: the method's policies (per-clip and context student) and the CE student's sampler,
+#: so that only the teacher, the CE and the CD student (and its context heads) are trained on the harder data
+HARDER_DATA_POLICIES = ("sampler_maxprob", "cd_gate", "cd_gate_ctx")
 
 
 def harder_data(cfg: Config, informative_fraction: float, store: ArtifactStore | None = None) -> dict:

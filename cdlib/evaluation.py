@@ -179,6 +179,8 @@ def _maxprob(which: str) -> Callable[[dict[str, ClipOutputs]], torch.Tensor]:
 
 
 register_signal("cd", "the distilled score s of the CD student", lambda outputs: outputs["cd"].score, ["cd"])
+register_signal("cd_ctx", "the context student's score (cdlib.context)", lambda outputs: outputs["cd_ctx"].score,
+                ["cd_ctx"])
 register_signal("cd_da", "the distance-aware score s_da (cdlib.distance)", lambda outputs: outputs["cd_da"].score,
                 ["cd_da"])
 for _model, _name, _what in (("ce", "student_maxprob", "the CE student trained on the teacher's clips"),

@@ -725,6 +725,16 @@ for _spec in [
         "cd_gate with the distance-aware score s_da = s x g(feature distance) in place of s", sweep=_sweep_gate,
         student_reads=gate_reads_student,
     ),
+    PolicySpec(
+        "cd_topk_ctx", cd_topk, "k,coverage", "cd_ctx", True, False,
+        "cd_topk with the context student's score (each clip's score sees the whole video)",
+        student_reads=topk_reads_student,
+    ),
+    PolicySpec(
+        "cd_gate_ctx", cd_gate, "theta,k,lambda,coverage", "cd_ctx", True, False,
+        "cd_gate with the context student (cdlib.context) in place of the per-clip CD student", sweep=_sweep_gate,
+        student_reads=gate_reads_student,
+    ),
     PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
 ]:
     register_policy(_spec)

@@ -249,10 +249,11 @@ def test_students_and_signals_are_registries_the_benchmark_reads():
     from cdlib import evaluation
 
     assert runs.trained_students() == ["ce", "ce_all", "kd", "cd"]
-    assert list(runs.STUDENTS) == [*runs.trained_students(), "cd_da"]
+    assert list(runs.STUDENTS) == [*runs.trained_students(), "cd_da", "cd_ctx"]
     assert all(runs.STUDENTS.describe().values())
     cfg = tiny_config()
     assert runs.model_spec_of(cfg, "cd_da") == runs.distance_spec(cfg)
+    assert runs.model_spec_of(cfg, "cd_ctx") == runs.context_spec(cfg)
     with pytest.raises(ConfigError, match="either loss"):
         runs.register_student("broken", "neither trained nor derived", runs.StudentVariant())
     runs.register_student("kd_twin", "a second KD student", runs.StudentVariant(loss=runs.STUDENTS["kd"].loss))
@@ -495,6 +496,7 @@ def _fake_pipeline(clip_counts):
     pipeline.clips = [torch.randint(0, 256, (n, 2, 2, 2, 3), generator=g, dtype=torch.uint8) for n in clip_counts]
     pipeline.labels = [v % 3 for v in range(len(clip_counts))]
     pipeline.teacher, pipeline.students = _CountingNet(False), {"cd": _CountingNet(True)}
+    pipeline.video_context = set()
     return pipeline
 
 
@@ -776,5 +778,5 @@ def test_harder_data_retrains_on_the_fraction_for_the_method_and_the_ce_sampler(
     bench.harder_data(tiny_config(), 0.2)
     (cfg, timing), = calls
     assert cfg.data.informative_fraction == 0.2 and not timing
-    assert cfg.bench.policies == bench.HARDER_DATA_POLICIES == ("sampler_maxprob", "cd_gate")
+    assert cfg.bench.policies == bench.HARDER_DATA_POLICIES == ("sampler_maxprob", "cd_gate", "cd_gate_ctx")
     assert cfg.replace(**{"data.informative_fraction": 0.3, "bench.policies": ()}) == tiny_config()

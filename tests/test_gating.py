@@ -272,7 +272,7 @@ def test_every_policy_runs_on_its_first_and_last_knob(name):
         assert (decision.probs >= 0).all()
         assert 0 <= decision.prediction < 6
         assert 0 <= decision.teacher_clips <= 5 and decision.student_clips in (0, 5)
-    assert spec.needs_score == (spec.student in ("cd", "cd_da") and name != "dense_student")
+    assert spec.needs_score == (spec.student in ("cd", "cd_da", "cd_ctx") and name != "dense_student")
     assert spec.needs_label == (name == "oracle")
     assert spec.random == (name == "random_k")
     assert spec.description
@@ -355,7 +355,7 @@ def test_knob_values():
 
 def test_registry_and_bad_arguments():
     assert list_policies() == list(POLICIES)
-    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "ce_all", "kd", "cd", "cd_da"}
+    assert {spec.student for spec in POLICIES.values()} == {None, "ce", "ce_all", "kd", "cd", "cd_da", "cd_ctx"}
     with pytest.raises(ConfigError, match="'nope'"):
         get_policy("nope")
     with pytest.raises(ConfigError, match="'nope'"):
