@@ -24,6 +24,15 @@ device (:func:`cdlib.cost.timing_model`).
   teacher call on the clips the decisions asked for, gathered across the
   batch. The same passes and ratio, over batches.
 
+``frame_exit`` decides which clip the teacher sees next from the teacher's
+answers so far, so it cannot make one teacher call per video: its path is
+sequential (:meth:`TimedPipeline.run_exit`). In latency mode the teacher runs on
+one clip at a time in the visiting order, the running means of its features and
+softmax feed the exit gate after each clip, and the video stops once the gate
+reaches the threshold. In throughput mode the batch advances step by step: at
+step ``t`` one teacher call on the ``t``-th clip of every video still running,
+then the gate on all of them. Either way it decides as the precomputed policy.
+
 The selected points of every policy (:func:`cdlib.selection.select_points`)
 and the dense teacher are timed in both modes on ``bench.wall_selected_videos``
 test videos (all of them if there are fewer). The other points of each curve are
@@ -49,7 +58,8 @@ from cdlib.evaluation import evaluated_policies
 from cdlib.gating import Decision, PolicySpec, VideoOutputs, get_policy
 from cdlib.models import preprocess
 from cdlib.progress import log
-from cdlib.runs import STUDENTS, get_clips, get_model
+from cdlib.frame_exit import check_threshold, visiting_order
+from cdlib.runs import STUDENTS, TeacherWithFeatures, get_clips, get_exit_gate, get_model
 
 
 class _TeacherPending(Exception):
@@ -95,6 +105,11 @@ class TimedPipeline:
         used = {get_policy(name).student for name in evaluated_policies(cfg)} - {None}
         self.students = {v: timing_model(get_model(cfg, v, store).model, self.runtime)
                          for v in STUDENTS if v in used}
+        self.exit_teacher = self.exit_gate = None
+        if any(get_policy(name).needs_exit_score for name in evaluated_policies(cfg)):
+            # frame_exit: the teacher that also returns its features, frozen like the teacher, and the exit gate
+            self.exit_teacher = timing_model(TeacherWithFeatures(get_model(cfg, "teacher", store).model), self.runtime)
+            self.exit_gate = get_exit_gate(cfg, store).to(self.runtime.device)
 
     def _video(self, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
         """Video ``v`` for a policy: its student's outputs if it has a student, else none (teacher-only)."""
@@ -106,6 +121,8 @@ class TimedPipeline:
         """Latency mode: video ``v`` alone, the teacher called lazily on the clips the policy asks for."""
         with autocast(self.runtime):
             x = preprocess(to_device(self.clips[v], self.runtime))
+            if spec.needs_exit_score:
+                return self.run_exit(knob, x, [len(self.clips[v])])[0]
             teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
             outputs = self.students[spec.student](x) if spec.student is not None else (None, None)
             return spec.fn(self._video(v, teacher, *outputs), knob, generator=generator)
@@ -123,6 +140,8 @@ class TimedPipeline:
         counts = [len(self.clips[v]) for v in videos]
         x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
         starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
+        if spec.needs_exit_score:
+            return self.run_exit(knob, x, counts)
         if spec.student is not None:
             logits, score_logit = self.students[spec.student](x)
             per_video = list(zip(torch.split(logits, counts), torch.split(score_logit, counts)))
@@ -146,6 +165,42 @@ class TimedPipeline:
                 offset += teacher.indices.numel()
                 generator.set_state(state)  # the same draws as the first, interrupted run
                 decisions[i] = spec.fn(video, knob, generator=generator)
+        return decisions
+
+    def run_exit(self, threshold: float, x: torch.Tensor, counts: Sequence[int]) -> list[Decision]:
+        """``frame_exit`` at ``threshold`` on preprocessed clips ``x`` of videos with ``counts`` clips (stored one
+        video after the other), step-synchronous: at step ``t``, one teacher call on the ``t``-th clip in the
+        visiting order of every video still running, the running means of its features and softmax, the exit
+        gate on them, and every video whose gate reaches the threshold (or that has no clip left) stops. One
+        video is the latency mode, a batch the throughput mode."""
+        threshold = check_threshold(threshold)
+        if self.exit_teacher is None:
+            raise ValueError("frame_exit: the pipeline has no exit gate (frame_exit was not among the evaluated policies)")
+        starts = torch.tensor([0, *counts[:-1]], dtype=torch.long).cumsum(0)
+        orders = [visiting_order(n) for n in counts]
+        running = list(range(len(counts)))
+        sums_f = sums_p = None
+        decisions: list[Decision | None] = [None] * len(counts)
+        step = 0
+        while running:
+            clips = torch.tensor([int(starts[i]) + int(orders[i][step]) for i in running], device=x.device)
+            logits, features = self.exit_teacher(x[clips])
+            probs, features = torch.softmax(logits.float(), dim=1), features.float()
+            if sums_f is None:
+                sums_f, sums_p = features, probs
+            else:
+                sums_f, sums_p = sums_f + features, sums_p + probs
+            step += 1
+            with torch.autocast(device_type=x.device.type, enabled=False):  # the gate in float32, as it was scored
+                exits = torch.sigmoid(self.exit_gate(torch.cat([sums_f / step, sums_p / step], dim=1))) >= threshold
+            keep = []
+            for j, i in enumerate(running):
+                if bool(exits[j]) or step == counts[i]:
+                    decisions[i] = Decision((sums_p[j] / step).cpu(), step, 0, gate_steps=step)
+                else:
+                    keep.append(j)
+            running = [running[j] for j in keep]
+            sums_f, sums_p = sums_f[keep], sums_p[keep]
         return decisions
 
 
