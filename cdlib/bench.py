@@ -17,11 +17,18 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ``data``: the data config with ``val_videos`` and ``test_videos``.
 - ``cost``: GFLOPs per clip of teacher and student (the CD student's), their
   ratio, clips per test video, the clip shape, and ``gflops_per_clip`` of every
-  model (the ``cd_da`` student's includes its feature distance). A policy's
-  compute counts the student it uses.
+  model (the ``cd_da`` student's includes its feature distance), and, where
+  ``frame_exit`` is evaluated, ``gflops_per_clip["frame_exit_gate"]``: its exit
+  gate's GFLOPs per evaluation (one gate input, counted by the same flop
+  counter). A policy's compute counts the student it uses, and its gate
+  evaluations.
 - ``policies``: per evaluated policy (:func:`cdlib.evaluation.evaluated_policies`),
-  one point per knob value (``cd_gate``: every ``(θ, k, λ)``). Each point has its ``knob``; on the test split ``accuracy``,
-  ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
+  one point per knob value (``cd_gate``: every ``(θ, k, λ)``; ``frame_exit``: every threshold of
+  ``bench.exit_thresholds``). Each point has its ``knob``; on the test split ``accuracy``,
+  ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``,
+  ``gate_steps_per_video`` (exit-gate evaluations per video: ``frame_exit``'s
+  clips visited, 0 for every other policy; ``gflops_per_video`` adds them times
+  the gate's FLOPs);
   on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
   was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``
   (how many test videos the timing covers), plus, for the selected points,
