@@ -54,8 +54,11 @@ def visiting_order(n: int) -> Tensor:
 
         [0, 8) -> 4;  [0, 4) -> 2, [5, 8) -> 6;  [0, 2) -> 1, [3, 4) -> 3, [5, 6) -> 5, [7, 8) -> 7;  [0, 1) -> 0
 
-    so the order is ``4, 2, 6, 1, 3, 5, 7, 0``: every prefix covers the video as
-    evenly as a prefix of a fixed order can.
+    so the order is ``4, 2, 6, 1, 3, 5, 7, 0``: coarse to fine, each level
+    halving the gaps the previous ones left. The paper's policy (its appendix,
+    Algorithm 1) is coarse to fine too but starts with the middle, the first and
+    the last frame, then refines on ``linspace`` grids; this bisection is the
+    order this project specifies, the same idea without the two ends first.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"visiting_order: n must be an integer >= 0, got {n!r}")
