@@ -55,10 +55,10 @@ from cdlib.config import Config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved, timing_model
 from cdlib.device import autocast, resolve_runtime, synchronize, to_device
 from cdlib.evaluation import evaluated_policies
+from cdlib.frame_exit import check_threshold, visiting_order
 from cdlib.gating import Decision, PolicySpec, VideoOutputs, get_policy
 from cdlib.models import preprocess
 from cdlib.progress import log
-from cdlib.frame_exit import check_threshold, visiting_order
 from cdlib.runs import STUDENTS, TeacherWithFeatures, get_clips, get_exit_gate, get_model
 
 
@@ -192,10 +192,11 @@ class TimedPipeline:
                 sums_f, sums_p = sums_f + features, sums_p + probs
             step += 1
             with torch.autocast(device_type=x.device.type, enabled=False):  # the gate in float32, as it was scored
-                exits = torch.sigmoid(self.exit_gate(torch.cat([sums_f / step, sums_p / step], dim=1))) >= threshold
+                exits = (torch.sigmoid(self.exit_gate(torch.cat([sums_f / step, sums_p / step], dim=1)))
+                         >= threshold).tolist()
             keep = []
             for j, i in enumerate(running):
-                if bool(exits[j]) or step == counts[i]:
+                if exits[j] or step == counts[i]:
                     decisions[i] = Decision((sums_p[j] / step).cpu(), step, 0, gate_steps=step)
                 else:
                     keep.append(j)
