@@ -17,14 +17,20 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ``data``: the data config with ``val_videos`` and ``test_videos``.
 - ``cost``: GFLOPs per clip of teacher and student (the CD student's), their
   ratio, clips per test video, the clip shape, and ``gflops_per_clip`` of every
-  model (the ``cd_da`` student's includes its feature distance). A policy's
-  compute counts the student it uses.
+  model (the ``cd_da`` student's includes its feature distance), and, where
+  ``frame_exit`` is evaluated, ``gflops_per_clip["frame_exit_gate"]``: its exit
+  gate's GFLOPs per evaluation (one gate input, counted by the same flop
+  counter). A policy's compute counts the student it uses, and its gate
+  evaluations.
 - ``policies``: per evaluated policy (:func:`cdlib.evaluation.evaluated_policies`),
   one point per knob value (``k = 1..N``; ``cd_topk``: every ``(k, c)``; ``cd_gate``, ``cd_gate_da``: every
   ``(θ, k, λ, c)``, from ``bench.thetas``, ``bench.student_weights`` and ``bench.coverages``, the coverage ``c``
-  running from the top-k clips by score at 0 to exactly ``uniform_k``'s clips at 1, :mod:`cdlib.gating`; a JSON
-  list). Each point has its ``knob``; on the test split ``accuracy``,
-  ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``;
+  running from the top-k clips by score at 0 to exactly ``uniform_k``'s clips at 1, :mod:`cdlib.gating`;
+  ``frame_exit``: every threshold of ``bench.exit_thresholds``; a JSON list). Each point has its ``knob``; on the
+  test split ``accuracy``, ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``,
+  ``gate_steps_per_video`` (exit-gate evaluations per video: ``frame_exit``'s
+  clips visited, 0 for every other policy; ``gflops_per_video`` adds them times
+  the gate's FLOPs);
   on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
   was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``
   (how many test videos the timing covers), plus, for the selected points,
@@ -39,7 +45,11 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   upper bounds, not operating points a user could have chosen in advance
   (:func:`cdlib.selection.select_points`).
 - ``summary``: ``selection`` (``"val"``); the dense teacher's test accuracy,
-  val accuracy and GFLOPs per video; for ``cd_gate``, from its ``matched``
+  val accuracy and GFLOPs per video; ``method``: which of ``cd_gate`` (the per-clip
+  CD student) and ``cd_gate_ctx`` (the context student) the method uses, chosen
+  on val by the area under its val curve relative to the oracle's
+  (:func:`cdlib.selection.method_policy`: ``policy``, ``student``,
+  ``val_auc_vs_oracle``); for that policy, from its ``matched``
   point, ``cd_gflops_ratio_at_dense_accuracy`` (test FLOPs relative to the
   dense teacher), ``cd_test_accuracy_at_matched_point``,
   ``cd_wall_ratio_at_dense_accuracy`` (latency mode) and
@@ -49,7 +59,7 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ``test_accuracy_at_matched_point`` of its ``matched`` point (None: never
   matched on val) and ``best_accuracy``, the test accuracy of its ``best``
   point; the areas under the test accuracy-vs-compute curves relative
-  to the oracle's (``cd_auc_vs_oracle``, ``sampler_maxprob_auc_vs_oracle``,
+  to the oracle's (``cd_auc_vs_oracle``: the method's policy, ``sampler_maxprob_auc_vs_oracle``,
   ``auc_vs_oracle``); ``ce_baseline``, the label-only student the headline
   comparison uses (:func:`cdlib.selection.ce_baseline`); and ``upper_bound``, the same
   selection keys from the test-selected points, with ``selection: "test"``.

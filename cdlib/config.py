@@ -281,6 +281,10 @@ class BenchConfig:
     policies: Annotated[
         tuple[Annotated[str, registered("policy", _policies)], ...], BeforeValidator(_comma_separated)
     ] = ()
+    # frame_exit exit thresholds on its gate's sigmoid (cdlib.frame_exit); a value above 1 never exits
+    exit_thresholds: Annotated[
+        tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(_comma_separated), Field(min_length=1)
+    ] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
 
 def _temporal_modules() -> list[str]:

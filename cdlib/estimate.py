@@ -260,7 +260,8 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     t, s, variants = cfg.teacher_train, cfg.student_train, len(set(trained_students()) & set(students))
     b = cfg.bench
     points = sum(len(get_policy(name).knob_values(size.max_clips_per_video, b.thetas, b.student_weights,
-                                                  b.coverages)) for name in policies)
+                                                  b.coverages, b.exit_thresholds))
+                 for name in policies)
     # cdlib.timing.measure_wall_clock: the matched and best points of every policy, in latency and throughput
     # mode, on bench.wall_selected_videos videos; every other point in latency mode on bench.wall_videos.
     selected_runs = 2 * len(policies) * 2 * min(b.wall_selected_videos, size.test_videos)
@@ -280,6 +281,9 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     if "cd_da" in students:
         rows.insert(-1, ("cd_da student: features on train, val, test; outputs on val, test",
                          sum(clips.values()) + clips["val"] + clips["test"], student.forward_flops, "shard", True))
+    if "frame_exit" in policies:
+        rows.insert(-1, ("teacher: features on train, val, test (frame_exit's gate)", sum(clips.values()),
+                         teacher.forward_flops, "shard", True))
     return [Phase(name, n, n * flops, scaling, n * cfg.data.clip_length if loaded and size.decoded else 0.0)
             for name, n, flops, scaling, loaded in rows]
 

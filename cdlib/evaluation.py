@@ -11,6 +11,7 @@ well each confidence signal predicts that the teacher is right on a clip
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -30,6 +31,8 @@ from cdlib.runs import (
     ClipOutputs,
     get_clips,
     get_distance_fit,
+    get_exit_gate,
+    get_exit_scores,
     get_features,
     get_model,
     get_outputs,
@@ -60,16 +63,31 @@ def evaluated_students(cfg: Config) -> list[str]:
 
 # ----------------------------------------------------------------------------- outputs and cost
 
+#: the key of FrameExit's exit gate in ``measure_cost``'s ``flops_per_clip`` (FLOPs per gate evaluation)
+GATE_COST = "frame_exit_gate"
+
+
 def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, ClipOutputs]:
     """Per-clip outputs on ``split`` of the teacher and of every student the benchmark evaluates
-    (:func:`evaluated_students`)."""
-    return {which: get_outputs(cfg, which, split, store) for which in ("teacher", *evaluated_students(cfg))}
+    (:func:`evaluated_students`). When a policy that reads FrameExit's exit scores is evaluated
+    (:func:`needs_exit_scores`), the teacher's outputs carry them (``exit_score``, :func:`cdlib.runs.get_exit_scores`)."""
+    outputs = {which: get_outputs(cfg, which, split, store) for which in ("teacher", *evaluated_students(cfg))}
+    if needs_exit_scores(cfg):
+        outputs["teacher"] = dataclasses.replace(outputs["teacher"], exit_score=get_exit_scores(cfg, split, store))
+    return outputs
+
+
+def needs_exit_scores(cfg: Config) -> bool:
+    """Whether a policy the benchmark of ``cfg`` evaluates reads FrameExit's exit scores (``frame_exit``): only then
+    are the teacher's features computed and its exit gate trained."""
+    return any(get_policy(name).needs_exit_score for name in evaluated_policies(cfg))
 
 
 def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
     """FLOPs per clip of the teacher and of every evaluated student (``flops_per_clip``; ``student_flops_per_clip``
     is the CD student's, the method's, None when it is not evaluated), counted by torch's flop counter on one clip
-    of the test split's shape."""
+    of the test split's shape. With ``frame_exit`` evaluated, ``flops_per_clip["frame_exit_gate"]`` is its exit
+    gate's FLOPs per evaluation (one gate input), counted the same way."""
     source = get_clips(cfg, "test", store)
     shape = (3, *source.clip_shape[:3])
     counts = torch.bincount(source.video).float()
@@ -77,6 +95,9 @@ def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
     models = {which: get_model(cfg, which, store).model for which in ("teacher", *evaluated_students(cfg))}
     flops = {which: flops_per_clip(model, shape, clips if getattr(model, "video_context", False) else 1)
              for which, model in models.items()}
+    if needs_exit_scores(cfg):
+        gate = get_exit_gate(cfg, store)
+        flops[GATE_COST] = flops_per_clip(gate, (gate.feature_dim + gate.num_classes,))
     teacher, student = flops["teacher"], flops.get("cd")
     return {
         "flops_per_clip": flops,
@@ -95,16 +116,21 @@ def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
 def video_outputs(teacher: ClipOutputs, student: ClipOutputs | None) -> list[VideoOutputs]:
     """One :class:`VideoOutputs` per video of a split from the teacher's and a student's per-clip outputs.
 
-    ``student`` None (teacher-only policies): videos without student outputs.
+    ``student`` None (teacher-only policies): videos without student outputs. Where the teacher's outputs carry
+    FrameExit's exit scores (:func:`collect_outputs`), every video carries its own (``exit_score``).
     """
     student_logits = scores = [None] * teacher.num_videos
     if student is not None:
         student_logits = student.split_by_video(student.logits)
         if student.score_logit is not None:
             scores = student.split_by_video(student.score)
+    exits = [None] * teacher.num_videos
+    if teacher.exit_score is not None:
+        exits = teacher.split_by_video(teacher.exit_score)
     return [
-        VideoOutputs.precomputed(s, t, sc, int(y))
-        for s, t, sc, y in zip(student_logits, teacher.split_by_video(teacher.logits), scores, teacher.video_labels())
+        VideoOutputs.precomputed(s, t, sc, int(y), ex)
+        for s, t, sc, y, ex in zip(student_logits, teacher.split_by_video(teacher.logits), scores,
+                                   teacher.video_labels(), exits)
     ]
 
 
@@ -117,7 +143,9 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
     ``test`` and ``val`` are the per-clip outputs of the teacher and the evaluated
     students on each split (:func:`collect_outputs`); ``policies`` defaults to
     :func:`evaluated_policies`. The knob range is the same on both splits (``k``
-    up to the most clips of any video of either).
+    up to the most clips of any video of either). A point's compute counts its
+    gate evaluations too (``gate_steps_per_video`` × ``flops_per_clip["frame_exit_gate"]``;
+    none but for ``frame_exit``).
     """
     videos = {}
     for split, outputs in (("test", test), ("val", val)):
@@ -129,14 +157,22 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
     def gflops(run, student):
         student_flops = cost["flops_per_clip"][student] if student is not None else 0.0
         return video_gflops(run["student_clips_per_video"], run["teacher_clips_per_video"], student_flops,
-                            cost["teacher_flops_per_clip"])
+                            cost["teacher_flops_per_clip"]) + gate_gflops(run)
+
+    def gate_gflops(run):
+        if not run["gate_steps_per_video"]:
+            return 0.0
+        if GATE_COST not in cost["flops_per_clip"]:
+            raise ConfigError(f"cost: the policies evaluate an exit gate, but measure_cost counted no {GATE_COST!r}")
+        return run["gate_steps_per_video"] * cost["flops_per_clip"][GATE_COST] / 1e9
 
     result = {}
     for name in progress_bar(policies or evaluated_policies(cfg), desc="policies"):
         spec = get_policy(name)
         if spec.student is not None and spec.student not in videos["test"]:
             raise ConfigError(f"{name}: needs the outputs of the {spec.student} student, which were not collected")
-        knobs = spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights, cfg.bench.coverages)
+        knobs = spec.knob_values(max_clips, cfg.bench.thetas, cfg.bench.student_weights, cfg.bench.coverages,
+                                 cfg.bench.exit_thresholds)
         on_tests, on_vals = (sweep_policy(name, videos[split][spec.student], knobs, seed=cfg.seed,
                                           repeats=cfg.bench.random_repeats) for split in ("test", "val"))
         result[name] = [{
@@ -147,6 +183,7 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
             "student_clips_per_video": on_test["student_clips_per_video"],
             "val_accuracy": on_val["accuracy"],
             "val_gflops_per_video": gflops(on_val, spec.student),
+            "gate_steps_per_video": on_test["gate_steps_per_video"],
         } for knob, on_test, on_val in zip(knobs, on_tests, on_vals)]
     return result
 

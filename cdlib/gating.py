@@ -9,7 +9,10 @@ network ran on. Every policy calls ``video.teacher`` at most once, with exactly
 the clips it uses (ascending, unique), so its cost ``student_clips·C_S +
 teacher_clips·C_T`` follows from the counts, and which clips it asks for never
 depends on the teacher's answer (the benchmark's throughput mode relies on this
-to batch the teacher across videos).
+to batch the teacher across videos). One exception: :func:`frame_exit` asks for
+the clips its exit gate chose, and the gate reads the teacher's outputs; it too
+calls ``video.teacher`` once on precomputed scores, but a deployment runs it
+clip by clip (:mod:`cdlib.timing` has a sequential path for it).
 
 Every policy has the signature ``fn(video, knob, *, generator=None, memo=None)``.
 ``generator`` feeds the random policies; ``memo`` is a dict the caller owns for
@@ -59,10 +62,14 @@ import torch
 from torch import Tensor
 
 from cdlib.errors import ConfigError
+from cdlib.frame_exit import check_threshold, visiting_order
 from cdlib.registry import Registry
 
 #: distilled scores are floored at this weight, so a video whose scores all underflow to 0 gets plain means
 MIN_WEIGHT = 1e-12
+
+#: :func:`frame_exit`'s thresholds when no others are given (``bench.exit_thresholds``'s default); above 1: no exit
+DEFAULT_EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
 
 class _Precomputed:
@@ -88,6 +95,8 @@ class VideoOutputs:
     then ``num_clips``, which must be given, and otherwise is taken from
     ``student_logits``. ``student_score`` is the CD student's distilled
     confidence ``s ∈ (0, 1)`` per clip; ``label`` may be used by the oracle only.
+    ``exit_score [N]`` is FrameExit's gate output per clip (:func:`frame_exit`),
+    with or without a student.
 
     Knob-independent quantities (student softmax, clip orders) are derived once
     per video and cached as properties; treat the tensors as immutable.
@@ -98,6 +107,7 @@ class VideoOutputs:
     student_score: Tensor | None = None
     label: int | None = None
     num_clips: int | None = None
+    exit_score: Tensor | None = None
 
     def __post_init__(self):
         if self.student_logits is not None:
@@ -115,6 +125,8 @@ class VideoOutputs:
                              f"got {self.num_clips!r}")
         if self.student_score is not None and self.student_score.shape != (self.num_clips,):
             raise ValueError(f"student_score: expected shape ({self.num_clips},), got {tuple(self.student_score.shape)}")
+        if self.exit_score is not None and self.exit_score.shape != (self.num_clips,):
+            raise ValueError(f"exit_score: expected shape ({self.num_clips},), got {tuple(self.exit_score.shape)}")
 
     @classmethod
     def precomputed(
@@ -123,6 +135,7 @@ class VideoOutputs:
         teacher_logits: Tensor,
         student_score: Tensor | None = None,
         label: int | None = None,
+        exit_score: Tensor | None = None,
     ) -> "VideoOutputs":
         """Outputs whose teacher indexes ``teacher_logits [N, K]`` computed beforehand; ``N`` is the teacher's.
 
@@ -134,7 +147,8 @@ class VideoOutputs:
             raise ValueError(
                 f"teacher_logits: expected shape {tuple(student_logits.shape)} like student_logits, got {tuple(teacher_logits.shape)}"
             )
-        return cls(student_logits, _Precomputed(teacher_logits), student_score, label, teacher_logits.shape[0])
+        return cls(student_logits, _Precomputed(teacher_logits), student_score, label, teacher_logits.shape[0],
+                   exit_score)
 
     @cached_property
     def student_probs(self) -> Tensor:
@@ -177,11 +191,16 @@ class VideoOutputs:
 
 @dataclass(frozen=True, eq=False)
 class Decision:
-    """A policy's answer for one video: class distribution ``probs [K]`` and clips run per network."""
+    """A policy's answer for one video: class distribution ``probs [K]`` and clips run per network.
+
+    ``gate_steps``: evaluations of a gating network besides the two networks
+    (:func:`frame_exit`'s exit gate, once per clip it visits; 0 for every other policy).
+    """
 
     probs: Tensor
     teacher_clips: int
     student_clips: int
+    gate_steps: int = 0
 
     @cached_property
     def prediction(self) -> int:
@@ -614,6 +633,82 @@ def oracle(video: VideoOutputs, k: int, *, generator: torch.Generator | None = N
     return Decision(probs[chosen].mean(dim=0), chosen.numel(), 0)
 
 
+# ----------------------------------------------------------------------------- FrameExit
+
+def _require_exit_score(policy: str, video: VideoOutputs) -> None:
+    if video.exit_score is None:
+        raise ConfigError(f"{policy}: needs exit_score (FrameExit's exit gate per clip); this video has none")
+
+
+def _exit_step(video: VideoOutputs, threshold: float) -> int:
+    """``t*``: the first step ``t`` (1-based) whose exit score ``exit_score[order[t-1]]`` is ``≥ threshold``, else ``N``."""
+    hits = (video.exit_score[visiting_order(video.num_clips)] >= threshold).nonzero()
+    return int(hits[0]) + 1 if hits.numel() else video.num_clips
+
+
+def _exit_decision(video: VideoOutputs, steps: int, memo: dict | None) -> Decision:
+    """The teacher's mean softmax over the first ``steps`` clips of the visiting order (kept in ``memo`` when given)."""
+    key = ("frame_exit", steps)
+    decision = memo.get(key) if memo is not None else None
+    if decision is None:
+        indices = visiting_order(video.num_clips)[:steps].sort().values
+        decision = Decision(_teacher_probs(video, indices).mean(dim=0), steps, 0, gate_steps=steps)
+        if memo is not None:
+            memo[key] = decision
+    return decision
+
+
+def frame_exit(video: VideoOutputs, threshold: float, *, generator: torch.Generator | None = None,
+               memo: dict | None = None) -> Decision:
+    """FrameExit (Ghodrati et al., CVPR 2021): the teacher clip by clip in a coarse-to-fine order, until its exit gate
+    says stop (:mod:`cdlib.frame_exit`).
+
+    With ``order = visiting_order(N)`` (the middle clip, then the middles of the
+    halves, of the quarters, ...) and ``t*`` the first step ``t`` with
+    ``exit_score[order[t-1]] ≥ threshold`` (else ``N``): ``P`` is the teacher's
+    mean softmax over ``order[:t*]``; teacher ``t*``, student 0, and ``t*`` gate
+    evaluations (:attr:`Decision.gate_steps`). A threshold above 1 never exits
+    (all ``N`` clips), one ``≤ 0`` exits after the first clip.
+
+    ``exit_score [N]`` (:attr:`VideoOutputs.exit_score`) is the gate's output after
+    the visit of each clip, computed beforehand from the teacher's outputs on every
+    clip (:func:`cdlib.runs.get_exit_scores`). That makes this evaluation exact:
+    the gate after step ``t`` reads only the clips visited up to ``t``, so the
+    scores of the clips after ``t*``, which a deployment never computes, change
+    nothing. A deployment runs the teacher step by step instead and cannot make one
+    teacher call for the clips it will use (the contract of this module), since
+    which clips it runs depends on the teacher's answers: :mod:`cdlib.timing` times
+    it that way.
+    """
+    threshold = check_threshold(threshold)
+    _require_exit_score("frame_exit", video)
+    return _exit_decision(video, _exit_step(video, threshold), memo)
+
+
+def _sweep_frame_exit(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[dict[str, float]]:
+    """:func:`run_policy` of :func:`frame_exit` at each of ``knobs``: per video, the exit step of every threshold at
+    once (the first step whose running maximum of the exit scores reaches it), and each distinct step's decision once."""
+    thresholds = torch.tensor([check_threshold(knob) for knob in knobs], dtype=torch.float64)
+    total = len(videos)
+    correct = torch.zeros(len(knobs), dtype=torch.long)
+    clips = torch.zeros(len(knobs), dtype=torch.long)
+    for video in videos:
+        _require_exit_score("frame_exit", video)
+        # compared in the scores' dtype, as frame_exit compares them
+        running_max = video.exit_score[visiting_order(video.num_clips)].cummax(dim=0).values
+        steps = (torch.searchsorted(running_max, thresholds.to(running_max.dtype), side="left") + 1
+                 ).clamp_max(video.num_clips)
+        right = {int(t): _exit_decision(video, int(t), None).prediction == video.label for t in steps.unique()}
+        correct += torch.tensor([right[int(t)] for t in steps])
+        clips += steps
+    return [{
+        "accuracy": int(c) / total,
+        "teacher_clips_per_video": int(t) / total,
+        "student_clips_per_video": 0 / total,
+        "gate_steps_per_video": int(t) / total,
+    } for c, t in zip(correct, clips)]
+
+
 Policy = Callable[..., Decision]
 
 
@@ -632,6 +727,8 @@ class PolicySpec:
     averages ``repeats`` draws). ``sweep``: for a deterministic policy, a
     function ``(videos, knobs)`` that gives what :func:`run_policy` gives at each
     knob, faster (:func:`sweep_policy`; a test compares the two for every policy).
+    ``needs_exit_score``: it reads FrameExit's ``exit_score`` (:func:`run_policy`
+    refuses videos without one).
     """
 
     name: str
@@ -644,6 +741,7 @@ class PolicySpec:
     random: bool = False
     sweep: Callable[[Sequence[VideoOutputs], Sequence], list[dict[str, float]]] | None = None
     student_reads: Callable[[object, int | None], bool] | None = None
+    needs_exit_score: bool = False
 
     def __post_init__(self):
         if self.random and self.sweep is not None:
@@ -665,13 +763,17 @@ class PolicySpec:
         return True if self.student_reads is None else self.student_reads(knob, num_clips)
 
     def knob_values(self, num_clips: int, thetas: Sequence[float] = (), student_weights: Sequence[float] = (1.0,),
-                    coverages: Sequence[float] = (0.0,)) -> list:
+                    coverages: Sequence[float] = (0.0,), exit_thresholds: Sequence[float] = DEFAULT_EXIT_THRESHOLDS
+                    ) -> list:
         """The full sweep: ``[None]``; ``k = 1..N``; for ``"k,coverage"`` every ``(k, c)`` with ``k = 1..N`` and
-        ``c`` in ``coverages``; or every ``(θ, k, λ, c)`` with ``θ`` in ``thetas``, ``k = 1..N``, ``λ`` in
-        ``student_weights`` and ``c`` in ``coverages`` (in that nesting order)."""
+        ``c`` in ``coverages``; every ``(θ, k, λ, c)`` with ``θ`` in ``thetas``, ``k = 1..N``, ``λ`` in
+        ``student_weights`` and ``c`` in ``coverages`` (in that nesting order); for the knob ``"threshold"``
+        (:func:`frame_exit`) the values of ``exit_thresholds``."""
         ks = list(range(1, num_clips + 1))
         if self.knob is None:
             return [None]
+        if self.knob == "threshold":
+            return [float(threshold) for threshold in exit_thresholds]
         if self.knob == "k":
             return ks
         if self.knob == "k,coverage":
@@ -736,6 +838,11 @@ for _spec in [
         student_reads=gate_reads_student,
     ),
     PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
+    PolicySpec(
+        "frame_exit", frame_exit, "threshold", None, False, False,
+        "FrameExit: teacher clip by clip in a coarse-to-fine order until its exit gate reaches the threshold",
+        sweep=_sweep_frame_exit, needs_exit_score=True,
+    ),
 ]:
     register_policy(_spec)
 
@@ -775,7 +882,8 @@ def run_policy(
     repeats: int = 1,
     memos: Sequence[dict] | None = None,
 ) -> dict[str, float]:
-    """One operating point over many videos: ``accuracy``, ``teacher_clips_per_video``, ``student_clips_per_video``.
+    """One operating point over many videos: ``accuracy``, ``teacher_clips_per_video``, ``student_clips_per_video``
+    and ``gate_steps_per_video`` (:attr:`Decision.gate_steps`; 0 but for :func:`frame_exit`).
 
     ``accuracy`` is the fraction of videos whose prediction equals their label
     (every video needs one). For ``random_k`` the three numbers are averaged over
@@ -797,7 +905,7 @@ def _evaluate(spec: PolicySpec, videos: Sequence[VideoOutputs], knob, seed: int,
               memos: Sequence[dict | None]) -> dict[str, float]:
     """:func:`run_policy` on videos already checked (:func:`_checked`), one memo (or None) per video."""
     draws = repeats if spec.random else 1
-    correct = teacher = student = 0
+    correct = teacher = student = gate = 0
     for repeat in range(draws):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.random else None
         for video, memo in zip(videos, memos):
@@ -805,11 +913,13 @@ def _evaluate(spec: PolicySpec, videos: Sequence[VideoOutputs], knob, seed: int,
             correct += decision.prediction == video.label
             teacher += decision.teacher_clips
             student += decision.student_clips
+            gate += decision.gate_steps
     total = draws * len(videos)
     return {
         "accuracy": correct / total,
         "teacher_clips_per_video": teacher / total,
         "student_clips_per_video": student / total,
+        "gate_steps_per_video": gate / total,
     }
 
 
@@ -824,7 +934,8 @@ def sweep_policy(name: str, videos: Sequence[VideoOutputs], knobs: Sequence, *, 
     spec = _checked(name, videos, repeats)
     with _single_thread():
         if spec.sweep is not None:
-            return spec.sweep(videos, knobs)
+            return [{**result, "gate_steps_per_video": result.get("gate_steps_per_video", 0.0)}
+                    for result in spec.sweep(videos, knobs)]
         memos = [{} for _ in videos]
         return [_evaluate(spec, videos, knob, seed, repeats, memos) for knob in knobs]
 
@@ -842,4 +953,6 @@ def _checked(name: str, videos: Sequence[VideoOutputs], repeats: int) -> PolicyS
         raise ConfigError(f"{name}: needs the outputs of the {spec.student!r} student; some videos have none")
     if spec.needs_score and any(video.student_score is None for video in videos):
         raise ConfigError(f"{name}: needs student_score (the CD student's distilled confidence); some videos have none")
+    if spec.needs_exit_score and any(video.exit_score is None for video in videos):
+        raise ConfigError(f"{name}: needs exit_score (FrameExit's exit gate per clip); some videos have none")
     return spec

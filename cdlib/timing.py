@@ -26,6 +26,15 @@ device (:func:`cdlib.cost.timing_model`).
   teacher call on the clips the decisions asked for, gathered across the
   batch. The same passes and ratio, over batches.
 
+``frame_exit`` decides which clip the teacher sees next from the teacher's
+answers so far, so it cannot make one teacher call per video: its path is
+sequential (:meth:`TimedPipeline.run_exit`). In latency mode the teacher runs on
+one clip at a time in the visiting order, the running means of its features and
+softmax feed the exit gate after each clip, and the video stops once the gate
+reaches the threshold. In throughput mode the batch advances step by step: at
+step ``t`` one teacher call on the ``t``-th clip of every video still running,
+then the gate on all of them. Either way it decides as the precomputed policy.
+
 The selected points of every policy (:func:`cdlib.selection.select_points`)
 and the dense teacher are timed in both modes on ``bench.wall_selected_videos``
 test videos (all of them if there are fewer). The other points of each curve are
@@ -48,10 +57,11 @@ from cdlib.config import Config
 from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved, timing_model
 from cdlib.device import autocast, resolve_runtime, synchronize, to_device
 from cdlib.evaluation import evaluated_policies
+from cdlib.frame_exit import check_threshold, visiting_order
 from cdlib.gating import Decision, PolicySpec, VideoOutputs, get_policy
 from cdlib.models import preprocess
 from cdlib.progress import log
-from cdlib.runs import STUDENTS, get_clips, get_model
+from cdlib.runs import STUDENTS, TeacherWithFeatures, get_clips, get_exit_gate, get_model
 
 
 class _TeacherPending(Exception):
@@ -99,6 +109,11 @@ class TimedPipeline:
         self.students = {v: timing_model(model, self.runtime) for v, model in students.items()}
         #: the students whose clips see their video (cdlib.context): a batch of videos tells them each one's clips
         self.video_context = {v for v, model in students.items() if getattr(model, "video_context", False)}
+        self.exit_teacher = self.exit_gate = None
+        if any(get_policy(name).needs_exit_score for name in evaluated_policies(cfg)):
+            # frame_exit: the teacher that also returns its features, frozen like the teacher, and the exit gate
+            self.exit_teacher = timing_model(TeacherWithFeatures(get_model(cfg, "teacher", store).model), self.runtime)
+            self.exit_gate = get_exit_gate(cfg, store).to(self.runtime.device)
 
     def _video(self, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
         """Video ``v`` for a policy: its student's outputs if it has a student, else none (teacher-only)."""
@@ -110,6 +125,8 @@ class TimedPipeline:
         """Latency mode: video ``v`` alone, the teacher called lazily on the clips the policy asks for."""
         with autocast(self.runtime):
             x = preprocess(to_device(self.clips[v], self.runtime))
+            if spec.needs_exit_score:
+                return self.run_exit(knob, x, [len(self.clips[v])])[0]
             teacher = lambda idx: self.teacher(x[idx])  # noqa: E731 - the lazy teacher of this video
             # a knob that reads no student (cdlib.gating.PolicySpec.reads_student) does not run it
             reads = spec.reads_student(knob, len(self.clips[v]))
@@ -129,6 +146,8 @@ class TimedPipeline:
         counts = [len(self.clips[v]) for v in videos]
         x = preprocess(to_device(torch.cat([self.clips[v] for v in videos]), self.runtime))
         starts = torch.tensor([0, *counts[:-1]]).cumsum(0).tolist()
+        if spec.needs_exit_score:
+            return self.run_exit(knob, x, counts)
         # the student runs on the clips of the videos whose decision reads it (PolicySpec.reads_student)
         reads = [spec.reads_student(knob, n) for n in counts]
         per_video = [()] * len(videos)
@@ -159,6 +178,43 @@ class TimedPipeline:
                 offset += teacher.indices.numel()
                 generator.set_state(state)  # the same draws as the first, interrupted run
                 decisions[i] = spec.fn(video, knob, generator=generator)
+        return decisions
+
+    def run_exit(self, threshold: float, x: torch.Tensor, counts: Sequence[int]) -> list[Decision]:
+        """``frame_exit`` at ``threshold`` on preprocessed clips ``x`` of videos with ``counts`` clips (stored one
+        video after the other), step-synchronous: at step ``t``, one teacher call on the ``t``-th clip in the
+        visiting order of every video still running, the running means of its features and softmax, the exit
+        gate on them, and every video whose gate reaches the threshold (or that has no clip left) stops. One
+        video is the latency mode, a batch the throughput mode."""
+        threshold = check_threshold(threshold)
+        if self.exit_teacher is None:
+            raise ValueError("frame_exit: the pipeline has no exit gate (frame_exit was not among the evaluated policies)")
+        starts = torch.tensor([0, *counts[:-1]], dtype=torch.long).cumsum(0)
+        orders = [visiting_order(n) for n in counts]
+        running = list(range(len(counts)))
+        sums_f = sums_p = None
+        decisions: list[Decision | None] = [None] * len(counts)
+        step = 0
+        while running:
+            clips = torch.tensor([int(starts[i]) + int(orders[i][step]) for i in running], device=x.device)
+            logits, features = self.exit_teacher(x[clips])
+            probs, features = torch.softmax(logits.float(), dim=1), features.float()
+            if sums_f is None:
+                sums_f, sums_p = features, probs
+            else:
+                sums_f, sums_p = sums_f + features, sums_p + probs
+            step += 1
+            with torch.autocast(device_type=x.device.type, enabled=False):  # the gate in float32, as it was scored
+                exits = (torch.sigmoid(self.exit_gate(torch.cat([sums_f / step, sums_p / step], dim=1)))
+                         >= threshold).tolist()
+            keep = []
+            for j, i in enumerate(running):
+                if exits[j] or step == counts[i]:
+                    decisions[i] = Decision((sums_p[j] / step).cpu(), step, 0, gate_steps=step)
+                else:
+                    keep.append(j)
+            running = [running[j] for j in keep]
+            sums_f, sums_p = sums_f[keep], sums_p[keep]
         return decisions
 
 

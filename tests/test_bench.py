@@ -420,7 +420,7 @@ def test_teacher_only_videos_carry_no_student():
 def test_the_distance_aware_student_is_evaluated_counted_and_reported(tiny_run):
     cfg, store, result = tiny_run
     cost = result["cost"]
-    assert set(cost["gflops_per_clip"]) == {"teacher", *runs.STUDENTS}
+    assert set(cost["gflops_per_clip"]) == {"teacher", *runs.STUDENTS, "frame_exit_gate"}  # and frame_exit's gate
     # the distance runs inside the cd_da student: more FLOPs than the CD student, counted in its policy
     assert cost["gflops_per_clip"]["cd_da"] > cost["gflops_per_clip"]["cd"] == cost["student_gflops_per_clip"]
     for name, student in (("cd_gate", "cd"), ("cd_gate_da", "cd_da")):

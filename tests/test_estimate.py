@@ -112,7 +112,7 @@ def test_estimate_table_lists_every_phase_and_the_weight_files():
     text = estimate_markdown(profile_config("ucf101"), tflops=50)
     assert "r2plus1d_18-91a641e6.pth" in text and "mobilenet_v3_small-047dcff4.pth" in text
     assert "| 1x GPU | 8x GPU |" in text and "GPU 50 TFLOP/s" in text
-    assert len(re.findall(r"^\| (teacher|students|benchmark)", text, re.M)) == 7
+    assert len(re.findall(r"^\| (teacher|students|benchmark)", text, re.M)) == 8  # 8: the teacher features of frame_exit
 
 
 def test_the_estimate_counts_only_the_students_and_policies_of_bench_policies():

@@ -45,7 +45,8 @@ def _video(n=12, k_classes=6, seed=0, label=None, scale=3.0):
     score = torch.rand(n, generator=g)
     if label is None:
         label = int(torch.randint(0, k_classes, (1,), generator=g))
-    return VideoOutputs.precomputed(student, teacher, score, label)
+    exit_score = torch.rand(n, generator=g)  # drawn last: the other draws are those of before frame_exit
+    return VideoOutputs.precomputed(student, teacher, score, label, exit_score)
 
 
 class CountingTeacher:
@@ -62,7 +63,8 @@ class CountingTeacher:
 
 def _counted(video):
     teacher = CountingTeacher(video.teacher.logits)
-    return VideoOutputs(video.student_logits, teacher, video.student_score, video.label, video.num_clips), teacher
+    return VideoOutputs(video.student_logits, teacher, video.student_score, video.label, video.num_clips,
+                        exit_score=video.exit_score), teacher
 
 
 def _run(name, video, knob, **kwargs):
@@ -286,12 +288,12 @@ def test_run_policy_refuses_videos_without_the_score_a_policy_needs(name):
         run_policy(name, [video, unscored], get_policy(name).knob_values(4, THETAS)[0])
 
 
-TEACHER_ONLY = ("dense_teacher", "uniform_k", "random_k", "oracle")
+TEACHER_ONLY = ("dense_teacher", "uniform_k", "random_k", "oracle", "frame_exit")
 
 
 def _without_student(video):
     """The same video with the teacher's outputs only: no student logits or score, its clip count given."""
-    return VideoOutputs(None, video.teacher, label=video.label, num_clips=video.num_clips)
+    return VideoOutputs(None, video.teacher, label=video.label, num_clips=video.num_clips, exit_score=video.exit_score)
 
 
 def test_the_teacher_only_policies_are_those_without_a_student():
