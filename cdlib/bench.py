@@ -235,9 +235,9 @@ def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None =
     return results
 
 
-#: what :func:`harder_data` evaluates: the method's policies (per-clip and context student) and the CE student's sampler,
+#: what :func:`harder_data` evaluates: the method's policies (per-clip and context student), FrameExit and the CE student's sampler,
 #: so that only the teacher, the CE and the CD student (and its context heads) are trained on the harder data
-HARDER_DATA_POLICIES = ("sampler_maxprob", "cd_gate", "cd_gate_ctx")
+HARDER_DATA_POLICIES = ("sampler_maxprob", "cd_gate", "cd_gate_ctx", "frame_exit")
 
 
 def harder_data(cfg: Config, informative_fraction: float, store: ArtifactStore | None = None) -> dict:

@@ -60,8 +60,9 @@ def headline_table(result: dict) -> pd.DataFrame:
 
 
 def format_table(result: dict) -> str:
-    """The summary ``python -m cdlib bench`` prints: the headline table and the ``cd_gate`` numbers (where
-    ``cd_gate`` was evaluated) and the label-only baseline (where a CE student was)."""
+    """The summary ``python -m cdlib bench`` prints: the headline table, the method's numbers (its policy chosen
+    on val, ``summary.method``, where one of its policies was evaluated) and the label-only baseline (where a CE
+    student was)."""
     s, ub, data = result["summary"], result["summary"]["upper_bound"], result["data"]
     wall = result.get("wall_clock")
     baseline = s["ce_baseline"]
@@ -73,15 +74,19 @@ def format_table(result: dict) -> str:
         f"dense teacher: test accuracy {s['dense_teacher_accuracy']:.3f} (val {s['dense_teacher_val_accuracy']:.3f}), "
         f"{s['dense_teacher_gflops_per_video']:.3f} GFLOPs/video",
     ]
-    if "cd_gate" in result["policies"]:
+    method = s.get("method")
+    if method is not None:
+        name = method["policy"]
         lines += [
-            "cd_gate at the point matched on val: FLOPs ratio " + _fmt(s["cd_gflops_ratio_at_dense_accuracy"])
+            f"the method: {name} (the {method['student']} student), chosen on val by the area vs the oracle's val "
+            "curve: " + ", ".join(f"{k} {v:.3f}" for k, v in method["val_auc_vs_oracle"].items()),
+            f"{name} at the point matched on val: FLOPs ratio " + _fmt(s["cd_gflops_ratio_at_dense_accuracy"])
             + ", test accuracy " + _fmt(s["cd_test_accuracy_at_matched_point"]),
-            f"cd_gate at the best point on val: test accuracy {s['cd_best_accuracy']:.3f} "
-            f"({s['cd_accuracy_gain']:+.3f} over dense)",
+            f"{name} at the best point on val: test accuracy {s['cd_best_accuracy']:.3f} "
+            f"({s['cd_accuracy_gain']:+.3f} over dense); test area vs oracle {s['cd_auc_vs_oracle']:.3f}",
         ]
         if wall is not None:
-            lines.append(f"cd_gate wall-clock ratio at the matched point: {_fmt(s['cd_wall_ratio_at_dense_accuracy'])} "
+            lines.append(f"{name} wall-clock ratio at the matched point: {_fmt(s['cd_wall_ratio_at_dense_accuracy'])} "
                          f"one video at a time, {_fmt(s['cd_throughput_wall_ratio_at_dense_accuracy'])} in batches of "
                          f"{wall['throughput_batch']} (totals over {wall['selected_videos']} test videos, "
                          f"each timed by the fastest of {wall['passes']} interleaved passes)")
@@ -102,6 +107,96 @@ def _fmt(value) -> str:
 
 def _nan_if_none(value) -> float:
     return float("nan") if value is None else value
+
+
+# ----------------------------------------------------------------------------- the method's student, FrameExit, harder data
+
+def method_choice(results: Sequence[dict]) -> dict:
+    """Which policy the method used over ``results`` (one per seed or fold), from each one's ``summary.method``.
+
+    ``policy``: the one validation chose most often (ties: the first of
+    :data:`cdlib.selection.METHOD_POLICIES`), ``student`` its student,
+    ``val_auc_vs_oracle``: each candidate's mean over the results, ``count``: in
+    how many results ``policy`` was chosen, ``text``: that in words.
+    """
+    from cdlib.selection import METHOD_POLICIES
+
+    chosen = [r["summary"]["method"]["policy"] for r in results]
+    policy = max(METHOD_POLICIES, key=lambda name: (chosen.count(name), -list(METHOD_POLICIES).index(name)))
+    areas = {name: sum(r["summary"]["method"]["val_auc_vs_oracle"][name] for r in results) / len(results)
+             for name in results[0]["summary"]["method"]["val_auc_vs_oracle"]}
+    count = chosen.count(policy)
+    text = ("one run" if len(results) == 1 else "chosen in every run" if count == len(results)
+            else f"chosen in {count} of {len(results)} runs")
+    return {"policy": policy, "student": METHOD_POLICIES[policy], "val_auc_vs_oracle": areas, "count": count,
+            "text": f"chosen on validation, {text}"}
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and v == v]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def frame_exit_comparison(results: Sequence[dict], budget: float) -> dict[str, str]:
+    """The method (its policy chosen on val) against ``frame_exit``, in words, from means over ``results``.
+
+    ``matched``: the test FLOPs ratios of their points matched to the dense
+    teacher on val (and their test accuracies there); ``budget``: the test
+    accuracies of their most accurate points on val within ``budget`` of the
+    dense teacher's FLOPs (:func:`matched_compute_table`). Each says which one
+    wins: the cheaper at matched accuracy, the more accurate at matched compute.
+    """
+    method = method_choice(results)["policy"]
+    ratio = {name: _mean([r["summary"]["gflops_ratio_at_dense_accuracy"].get(name) for r in results])
+             for name in (method, "frame_exit")}
+    accuracy = {name: _mean([r["summary"]["test_accuracy_at_matched_point"].get(name) for r in results])
+                for name in (method, "frame_exit")}
+    within = {name: _mean([float(matched_compute_table(r, (budget,)).loc[name, float(budget)]) for r in results])
+              for name in (method, "frame_exit")}
+
+    def matched_text():
+        a, b = ratio[method], ratio["frame_exit"]
+        if a != a and b != b:
+            return "neither matched the dense teacher on validation"
+        if b != b or (a == a and a < b):
+            verdict = f"{method} beats frame_exit"
+        elif a != a or b < a:
+            verdict = f"frame_exit beats {method}"
+        else:
+            verdict = f"{method} and frame_exit tie"
+        return (f"{verdict}: {method} needs {a:.1%} of the dense teacher's FLOPs (test accuracy {accuracy[method]:.3f}) "
+                f"and frame_exit {b:.1%} ({accuracy['frame_exit']:.3f}); NaN: never matched on validation")
+
+    def budget_text():
+        a, b = within[method], within["frame_exit"]
+        verdict = (f"{method} beats frame_exit" if a > b else f"frame_exit beats {method}" if b > a
+                   else f"{method} and frame_exit tie")
+        return f"{verdict}: {a:.3f} against {b:.3f} (NaN: no point that cheap)"
+
+    return {"matched": matched_text(), "budget": budget_text()}
+
+
+def harder_data_table(results: Sequence[dict]) -> pd.DataFrame:
+    """One row per benchmark result (easier and harder data alike): its ``rho`` (the training and test action
+    fraction), ``seed``, the dense teacher's accuracy, the oracle's best, the test accuracy of the point best on
+    val and the area under the test curve relative to the oracle's of ``cd_gate``, ``cd_gate_ctx``, the method
+    (its policy chosen on val) and ``frame_exit``, ``sampler_maxprob``'s area, and the test AUROC of the per-clip
+    and of the context student's score."""
+    rows = []
+    for r in results:
+        s = r["summary"]
+        row = {"rho": r["config"]["data"]["informative_fraction"], "seed": r["seed"],
+               "dense teacher": s["dense_teacher_accuracy"],
+               "oracle best": max(p["accuracy"] for p in r["policies"]["oracle"])}
+        for name in ("cd_gate", "cd_gate_ctx", "frame_exit"):
+            row[f"{name} best (val)"] = _nan_if_none(s["best_accuracy"].get(name))
+        for name in ("cd_gate", "cd_gate_ctx", "frame_exit", "sampler_maxprob"):
+            row[f"{name} area vs oracle"] = _nan_if_none(s["auc_vs_oracle"].get(name))
+        row["method area vs oracle"] = _nan_if_none(s["cd_auc_vs_oracle"])
+        row["AUROC of s"] = _nan_if_none(r["confidence_auroc"].get("cd"))
+        row["AUROC of s (context)"] = _nan_if_none(r["confidence_auroc"].get("cd_ctx"))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- matched points, sweeps, signals and ablations

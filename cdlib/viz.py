@@ -19,9 +19,12 @@ from cdlib.selection import pareto_front
 #: one) is drawn too, after these, under its own name in the next colour of the cycle (:func:`policy_order`)
 POLICY_STYLE = {
     "oracle": ("oracle (uses labels)", "#9e9e9e"),
-    "cd_gate": ("cd_gate (the method)", "#d62728"),
+    "cd_gate_ctx": ("cd_gate_ctx (context student)", "#8b0000"),
+    "cd_gate": ("cd_gate (per-clip student)", "#d62728"),
     "cd_gate_da": ("cd_gate_da (distance-aware score)", "#e377c2"),
+    "cd_topk_ctx": ("cd_topk_ctx (context student)", "#ffbb78"),
     "cd_topk": ("cd_topk", "#ff7f0e"),
+    "frame_exit": ("frame_exit (FrameExit, teacher only)", "#bcbd22"),
     "sampler_maxprob": ("sampler_maxprob (CE student, action clips)", "#1f77b4"),
     "sampler_ce_all": ("sampler_ce_all (CE student, all clips)", "#aec7e8"),
     "sampler_kd": ("sampler_kd (KD student)", "#17becf"),
@@ -33,6 +36,7 @@ POLICY_STYLE = {
 
 SIGNAL_LABELS = {
     "cd": "CD score s (distilled)",
+    "cd_ctx": "context student's score (whole video)",
     "cd_da": "distance-aware score s_da",
     "student_maxprob": "CE student (action clips) max-softmax",
     "ce_all_maxprob": "CE student (all clips) max-softmax",

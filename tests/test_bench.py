@@ -170,6 +170,62 @@ def test_summarize_against_hand_computed_values():
     assert pd.isna(summarize(policies)["cd_auc_vs_oracle"])
 
 
+def test_the_method_uses_the_student_whose_val_curve_covers_more_of_the_oracles():
+    from cdlib.selection import method_policy
+
+    policies = hand_policies()
+    method = method_policy(policies)
+    # val areas over [0, 10]: cd_gate 0.5·1 + 0.6·2 + 0.75·5 = 5.45; cd_gate_ctx's one point costs 10: 0; oracle 9
+    assert method["policy"] == "cd_gate" and method["student"] == "cd"
+    assert method["val_auc_vs_oracle"] == pytest.approx({"cd_gate": 5.45 / 9, "cd_gate_ctx": 0.0})
+    # a context student better on val, worse on test: val decides, and the summary's cd_* keys follow it
+    policies["cd_gate_ctx"] = [val(1, 0.9, test_gflops=1, test_accuracy=0.3)]
+    s = summarize(policies)
+    assert s["method"]["policy"] == "cd_gate_ctx" and s["method"]["student"] == "cd_ctx"
+    assert s["method"]["val_auc_vs_oracle"]["cd_gate_ctx"] == pytest.approx(0.9 * 9 / 9)
+    assert s["cd_auc_vs_oracle"] == pytest.approx(0.3 * 9 / 9) == s["auc_vs_oracle"]["cd_gate_ctx"]
+    assert s["cd_best_accuracy"] == 0.3 and s["cd_gflops_ratio_at_dense_accuracy"] == pytest.approx(0.1)
+    # ties go to the per-clip student, and without either candidate there is no method
+    policies["cd_gate_ctx"] = policies["cd_gate"]
+    assert method_policy(policies)["policy"] == "cd_gate"
+    assert method_policy({k: v for k, v in policies.items() if not k.startswith("cd_gate")}) is None
+
+
+def test_method_choice_frame_exit_comparison_and_harder_data_table():
+    from cdlib.tables import frame_exit_comparison, harder_data_table, method_choice
+
+    def result(seed, chosen, areas, fe_ratio, method_ratio, fe_budget_acc, method_budget_acc):
+        points = {"dense_teacher": [point(10, 0.6)], "oracle": [point(1, 1.0)],
+                  chosen: [point(2, method_budget_acc)], "frame_exit": [point(2, fe_budget_acc)]}
+        return {"seed": seed, "policies": points, "config": {"data": {"informative_fraction": 0.2}},
+                "confidence_auroc": {"cd": 0.8, "cd_ctx": 0.9},
+                "summary": {"method": {"policy": chosen, "val_auc_vs_oracle": areas},
+                            "gflops_ratio_at_dense_accuracy": {chosen: method_ratio, "frame_exit": fe_ratio},
+                            "test_accuracy_at_matched_point": {chosen: 0.7, "frame_exit": 0.65},
+                            "best_accuracy": {chosen: 0.9, "frame_exit": 0.8}, "dense_teacher_accuracy": 0.6,
+                            "auc_vs_oracle": {chosen: 0.95, "frame_exit": 0.7}, "cd_auc_vs_oracle": 0.95}}
+
+    results = [result(0, "cd_gate_ctx", {"cd_gate": 0.8, "cd_gate_ctx": 0.9}, 0.3, 0.1, 0.7, 0.9),
+               result(1, "cd_gate_ctx", {"cd_gate": 0.7, "cd_gate_ctx": 0.8}, None, 0.2, 0.8, 0.9),
+               result(2, "cd_gate", {"cd_gate": 0.9, "cd_gate_ctx": 0.7}, 0.3, 0.4, 0.9, 0.9)]
+    choice = method_choice(results)
+    assert choice["policy"] == "cd_gate_ctx" and choice["count"] == 2 and "2 of 3" in choice["text"]
+    assert choice["val_auc_vs_oracle"] == pytest.approx({"cd_gate": 0.8, "cd_gate_ctx": 0.8})
+    assert "every run" in method_choice(results[:2])["text"] and "one run" in method_choice(results[:1])["text"]
+    versus = frame_exit_comparison(results[:2], 0.25)
+    # mean matched FLOPs ratios: the method 0.15, frame_exit 0.3 (seed 1 never matched: left out of its mean)
+    assert versus["matched"].startswith("cd_gate_ctx beats frame_exit") and "15.0%" in versus["matched"]
+    assert "30.0%" in versus["matched"]
+    # within 25% of the dense teacher's FLOPs: 0.9 against the mean 0.75 of 0.7 and 0.8
+    assert versus["budget"].startswith("cd_gate_ctx beats frame_exit") and "0.900 against 0.750" in versus["budget"]
+    assert frame_exit_comparison(results[2:], 0.25)["matched"].startswith("frame_exit beats cd_gate")
+    table = harder_data_table(results)
+    assert list(table["seed"]) == [0, 1, 2] and (table["rho"] == 0.2).all()
+    assert table.loc[0, "cd_gate_ctx best (val)"] == 0.9 and pd.isna(table.loc[0, "cd_gate best (val)"])
+    assert table.loc[2, "cd_gate area vs oracle"] == 0.95 and table.loc[0, "oracle best"] == 1.0
+    assert table.loc[1, "AUROC of s (context)"] == 0.9
+
+
 class FakeClock:
     """A clock the timed calls advance by hand."""
 
@@ -778,5 +834,5 @@ def test_harder_data_retrains_on_the_fraction_for_the_method_and_the_ce_sampler(
     bench.harder_data(tiny_config(), 0.2)
     (cfg, timing), = calls
     assert cfg.data.informative_fraction == 0.2 and not timing
-    assert cfg.bench.policies == bench.HARDER_DATA_POLICIES == ("sampler_maxprob", "cd_gate", "cd_gate_ctx")
+    assert cfg.bench.policies == bench.HARDER_DATA_POLICIES == ("sampler_maxprob", "cd_gate", "cd_gate_ctx", "frame_exit")
     assert cfg.replace(**{"data.informative_fraction": 0.3, "bench.policies": ()}) == tiny_config()
