@@ -240,8 +240,12 @@ def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None =
 HARDER_DATA_POLICIES = ("sampler_maxprob", "cd_gate", "cd_gate_ctx", "frame_exit")
 
 
+def harder_config(cfg: Config, informative_fraction: float) -> Config:
+    """``cfg`` with the models trained and tested on videos whose action fills ``informative_fraction`` of the
+    video (``data.informative_fraction``), for :data:`HARDER_DATA_POLICIES` only."""
+    return cfg.replace(**{"data.informative_fraction": informative_fraction, "bench.policies": HARDER_DATA_POLICIES})
+
+
 def harder_data(cfg: Config, informative_fraction: float, store: ArtifactStore | None = None) -> dict:
-    """The untimed :func:`run_benchmark` of ``cfg`` with the models trained and tested on videos whose action fills
-    ``informative_fraction`` of the video (``data.informative_fraction``), for :data:`HARDER_DATA_POLICIES` only."""
-    return run_benchmark(cfg.replace(**{"data.informative_fraction": informative_fraction,
-                                        "bench.policies": HARDER_DATA_POLICIES}), store, timing=False)
+    """The untimed :func:`run_benchmark` of :func:`harder_config`."""
+    return run_benchmark(harder_config(cfg, informative_fraction), store, timing=False)

@@ -795,6 +795,18 @@ def register_policy(spec: PolicySpec) -> PolicySpec:
     return POLICIES.register(spec.name, spec, spec.description)
 
 
+def _cd_topk_spec(name: str, student: str, description: str) -> PolicySpec:
+    """:func:`cd_topk` on the scores of ``student``."""
+    return PolicySpec(name, cd_topk, "k,coverage", student, True, False, description,
+                      student_reads=topk_reads_student)
+
+
+def _cd_gate_spec(name: str, student: str, description: str) -> PolicySpec:
+    """:func:`cd_gate` on the outputs of ``student``."""
+    return PolicySpec(name, cd_gate, "theta,k,lambda,coverage", student, True, False, description,
+                      sweep=_sweep_gate, student_reads=gate_reads_student)
+
+
 for _spec in [
     PolicySpec("dense_teacher", dense_teacher, None, None, False, False, "teacher on every clip, mean softmax"),
     PolicySpec("dense_student", dense_student, None, "cd", False, False, "student on every clip, mean softmax"),
@@ -812,31 +824,15 @@ for _spec in [
         "sampler_kd", sampler_maxprob, "k", "kd", False, False,
         "teacher on the top-k clips by the KD student's max-softmax",
     ),
-    PolicySpec(
-        "cd_topk", cd_topk, "k,coverage", "cd", True, False,
-        "teacher on the top-k clips by distilled score (coverage c: one per segment, c = 1 uniform), s-weighted",
-        student_reads=topk_reads_student,
-    ),
-    PolicySpec(
-        "cd_gate", cd_gate, "theta,k,lambda,coverage", "cd", True, False,
-        "early exit at student confidence theta, else cd_topk + lambda x student", sweep=_sweep_gate,
-        student_reads=gate_reads_student,
-    ),
-    PolicySpec(
-        "cd_gate_da", cd_gate, "theta,k,lambda,coverage", "cd_da", True, False,
-        "cd_gate with the distance-aware score s_da = s x g(feature distance) in place of s", sweep=_sweep_gate,
-        student_reads=gate_reads_student,
-    ),
-    PolicySpec(
-        "cd_topk_ctx", cd_topk, "k,coverage", "cd_ctx", True, False,
-        "cd_topk with the context student's score (each clip's score sees the whole video)",
-        student_reads=topk_reads_student,
-    ),
-    PolicySpec(
-        "cd_gate_ctx", cd_gate, "theta,k,lambda,coverage", "cd_ctx", True, False,
-        "cd_gate with the context student (cdlib.context) in place of the per-clip CD student", sweep=_sweep_gate,
-        student_reads=gate_reads_student,
-    ),
+    _cd_topk_spec("cd_topk", "cd", "teacher on the top-k clips by distilled score (coverage c: one per segment, "
+                  "c = 1 uniform), s-weighted"),
+    _cd_gate_spec("cd_gate", "cd", "early exit at student confidence theta, else cd_topk + lambda x student"),
+    _cd_gate_spec("cd_gate_da", "cd_da", "cd_gate with the distance-aware score s_da = s x g(feature distance) in "
+                  "place of s"),
+    _cd_topk_spec("cd_topk_ctx", "cd_ctx", "cd_topk with the context student's score (each clip's score sees the "
+                  "whole video)"),
+    _cd_gate_spec("cd_gate_ctx", "cd_ctx", "cd_gate with the context student (cdlib.context) in place of the "
+                  "per-clip CD student"),
     PolicySpec("oracle", oracle, "k", None, False, True, "teacher on the top-k clips by its own true-class prob (reference)"),
     PolicySpec(
         "frame_exit", frame_exit, "threshold", None, False, False,

@@ -354,6 +354,36 @@ def signal_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def action_selection_table(outputs: dict[str, ClipOutputs]) -> pd.Series:
+    """How far clip selection can go on data whose clips are known to show the action or not, per video.
+
+    ``teacher right on action clips``: the teacher's clip accuracy on the action
+    clips; ``teacher mean over the action clips``: the video accuracy of the
+    teacher's mean softmax over exactly the action clips of each video (a
+    selector that finds every action clip and nothing else; videos without one
+    count as wrong); ``top clip shows the action (<student>)``: for each student
+    with a score (``cd``, ``cd_ctx``, ...), the fraction of videos whose clip of
+    highest score is an action clip. Empty where the data do not say which clips
+    show the action (real videos).
+    """
+    teacher = outputs["teacher"]
+    action = teacher.informative == 1
+    if not bool((teacher.informative >= 0).all()):
+        return pd.Series(dtype=float)
+    probs = teacher.logits.softmax(-1)
+    summed = torch.zeros(teacher.num_videos, probs.shape[1]).index_add_(0, teacher.video[action], probs[action])
+    has_action = torch.bincount(teacher.video[action], minlength=teacher.num_videos) > 0
+    right = (summed.argmax(1) == teacher.video_labels()) & has_action
+    row = {"teacher right on action clips": float(teacher.correct[action].float().mean()),
+           "teacher mean over the action clips": float(right.float().mean())}
+    for name, out in outputs.items():
+        if name != "teacher" and out.score_logit is not None:
+            top = [bool(shown[int(score.argmax())]) for score, shown in
+                   zip(out.split_by_video(out.score), out.split_by_video(action))]
+            row[f"top clip shows the action ({name})"] = sum(top) / len(top)
+    return pd.Series(row)
+
+
 #: what :func:`ablation_table` evaluates: the method's two policies (the CD student only)
 ABLATION_POLICIES = ("cd_topk", "cd_gate")
 

@@ -701,6 +701,27 @@ def test_accuracy_table_by_clip_group_and_video():
     assert table.loc["ce", "clip accuracy"] == 0.75 and table.loc["ce", "action clips"] == 0.5
 
 
+def test_action_selection_table_against_a_direct_count():
+    from cdlib.tables import action_selection_table
+
+    # video 0: clips 0 (action, teacher says 0), 1 (action, says 1), 2 (no action, says 0), label 0;
+    # video 1: clips 3 (no action, says 1), 4 (action, says 0), label 1; video 2: clip 5 (no action), label 1
+    video, labels = torch.tensor([0, 0, 0, 1, 1, 2]), torch.tensor([0, 0, 0, 1, 1, 1])
+    logits = torch.tensor([[3.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 3.0]])
+    informative = torch.tensor([1, 1, 0, 0, 1, 0], dtype=torch.int8)
+    teacher = clip_outputs(logits, labels, video, informative=informative)
+    # the student's top clip: video 0 clip 1 (action), video 1 clip 3 (not), video 2 clip 5 (not)
+    cd = clip_outputs(logits, labels, video, score_logit=torch.tensor([0.0, 2.0, 1.0, 3.0, -1.0, 0.0]),
+                      informative=informative)
+    table = action_selection_table({"teacher": teacher, "cd": cd})
+    assert table["teacher right on action clips"] == pytest.approx(1 / 3)  # right on clip 0 only
+    # the mean over the action clips: video 0 (clips 0, 1) right, video 1 (clip 4) wrong, video 2 has none
+    assert table["teacher mean over the action clips"] == pytest.approx(1 / 3)
+    assert table["top clip shows the action (cd)"] == pytest.approx(1 / 3)
+    real = clip_outputs(logits, labels, video)  # no annotation: nothing to say
+    assert action_selection_table({"teacher": real, "cd": cd}).empty
+
+
 def test_signal_table_against_direct_auroc():
     outputs = outputs_for_tables()
     table = signal_table(outputs).set_index(["signal", "group"])
