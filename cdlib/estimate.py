@@ -281,6 +281,10 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     if "cd_da" in students:
         rows.insert(-1, ("cd_da student: features on train, val, test; outputs on val, test",
                          sum(clips.values()) + clips["val"] + clips["test"], student.forward_flops, "shard", True))
+    if "cd_ctx" in students:  # its trunk features on train are the cd_da row's (or its own without cd_da)
+        ctx_clips = clips["val"] + clips["test"] + (0 if "cd_da" in students else clips["train"])
+        rows.insert(-1, ("cd_ctx student: outputs on val, test (its temporal module's training: negligible)",
+                         ctx_clips, student.forward_flops, "shard", True))
     if "frame_exit" in policies:
         rows.insert(-1, ("teacher: features on train, val, test (frame_exit's gate)", sum(clips.values()),
                          teacher.forward_flops, "shard", True))
