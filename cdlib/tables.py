@@ -126,10 +126,10 @@ def method_choice(results: Sequence[dict]) -> dict:
     areas = {name: sum(r["summary"]["method"]["val_auc_vs_oracle"][name] for r in results) / len(results)
              for name in results[0]["summary"]["method"]["val_auc_vs_oracle"]}
     count = chosen.count(policy)
-    text = ("one run" if len(results) == 1 else "chosen in every run" if count == len(results)
-            else f"chosen in {count} of {len(results)} runs")
+    text = ("chosen on validation; one run" if len(results) == 1 else "chosen on validation in every run"
+            if count == len(results) else f"chosen on validation in {count} of {len(results)} runs")
     return {"policy": policy, "student": METHOD_POLICIES[policy], "val_auc_vs_oracle": areas, "count": count,
-            "text": f"chosen on validation, {text}"}
+            "text": text}
 
 
 def _mean(values) -> float:
@@ -164,14 +164,20 @@ def frame_exit_comparison(results: Sequence[dict], budget: float) -> dict[str, s
             verdict = f"frame_exit beats {method}"
         else:
             verdict = f"{method} and frame_exit tie"
-        return (f"{verdict}: {method} needs {a:.1%} of the dense teacher's FLOPs (test accuracy {accuracy[method]:.3f}) "
-                f"and frame_exit {b:.1%} ({accuracy['frame_exit']:.3f}); NaN: never matched on validation")
+
+        def cost(name, value):
+            return (f"{name} never matched on validation" if value != value else
+                    f"{name} needs {value:.1%} of the dense teacher's FLOPs (test accuracy {accuracy[name]:.3f})")
+
+        return f"{verdict}: {cost(method, a)} and {cost('frame_exit', b)}"
 
     def budget_text():
         a, b = within[method], within["frame_exit"]
+        if a != a or b != b:
+            return f"{method if a != a else 'frame_exit'} has no point that cheap"
         verdict = (f"{method} beats frame_exit" if a > b else f"frame_exit beats {method}" if b > a
                    else f"{method} and frame_exit tie")
-        return f"{verdict}: {a:.3f} against {b:.3f} (NaN: no point that cheap)"
+        return f"{verdict}: {a:.3f} against {b:.3f} on test"
 
     return {"matched": matched_text(), "budget": budget_text()}
 
