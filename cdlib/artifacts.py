@@ -11,6 +11,7 @@ reported, deleted and rebuilt, never loaded.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -25,11 +26,18 @@ from typing import Any, Callable
 
 import torch
 
-from cdlib.config import config_hash
 from cdlib.errors import ArtifactError
 from cdlib.progress import log
 
 PAYLOAD = "payload.pt"
+
+
+def config_hash(obj: Any, length: int = 16) -> str:
+    """Stable hash of a config (dataclass or JSON-able value): what keys an artifact (:class:`ArtifactStore`)."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def project_root() -> Path | None:

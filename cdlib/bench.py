@@ -89,8 +89,8 @@ from typing import Sequence
 
 import torch
 
-from cdlib.artifacts import ArtifactStore, atomic_write, code_version
-from cdlib.config import Config, config_hash
+from cdlib.artifacts import ArtifactStore, atomic_write, code_version, config_hash
+from cdlib.config import Config
 from cdlib.data import skipped_videos
 from cdlib.device import configure_backend, resolve_runtime
 from cdlib.evaluation import (

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import re
 from typing import Annotated, Any, Callable, Literal, Sequence
 
@@ -511,11 +509,3 @@ def make_config(profile: str = "ci", seed: int = 0, source: str | None = None,
     if problems:
         raise _invalid(problems)
     return apply_overrides(base, {"data.source": source, **pairs})
-
-
-def config_hash(obj: Any, length: int = 16) -> str:
-    """Stable hash of a config (dataclass or JSON-able value)."""
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]

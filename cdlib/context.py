@@ -14,7 +14,8 @@ the two heads::
 student's, so before training the context student *is* the CD student; it is
 then trained on whole videos (one item = the clips of one video) with the CD
 student's own loss (:class:`cdlib.losses.ConfidenceDistillationLoss`, the same
-``cfg.distill`` weights and target), on the train split's cached trunk features.
+``cfg.distill`` weights and target), on the train split's cached trunk features
+(:func:`cdlib.runs.get_context_student`; this module holds the model and the loss, not the training loop).
 The trunk stays frozen: training the temporal module and the heads takes seconds,
 and the per-clip trunk the method times and counts is the one it already has.
 
@@ -247,47 +248,3 @@ def listwise_loss(score_logit: Tensor, target: Tensor, mask: Tensor, temperature
     hidden = torch.finfo(score_logit.dtype).min
     wanted = (target / temperature).masked_fill(~mask, hidden).softmax(1)
     return -(wanted * score_logit.masked_fill(~mask, hidden).log_softmax(1)).masked_fill(~mask, 0.0).sum(1).mean()
-
-
-def fit_context_heads(heads: ContextHeads, features: Tensor, video: Tensor, objective, *, epochs: int,
-                      batch_videos: int, lr: float, weight_decay: float, seed: int, desc: str = "context") -> list[dict]:
-    """Train ``heads`` in place on whole videos of per-clip ``features [M, D]`` (clips stored video by video,
-    ``video [M]`` their video) and return the per-epoch history.
-
-    ``objective(logits [B, L, K], score_logit [B, L], mask [B, L], clips [m]) -> (loss, components)`` is the loss
-    of a padded batch of ``B`` videos, whose real clips (``mask``, in order) are the split's clips ``clips``.
-    Batches of ``batch_videos`` videos in an order drawn from ``seed`` and the epoch; AdamW with the warm-up and
-    cosine schedule of :func:`cdlib.train.learning_rate`.
-    """
-    from cdlib.progress import log, progress_bar
-    from cdlib.train import epoch_seed, learning_rate
-
-    sizes = torch.bincount(video).tolist()
-    starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(sizes) / batch_videos)
-    total = steps_per_epoch * epochs
-    history = []
-    for epoch in progress_bar(range(epochs), desc=desc):
-        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        torch.manual_seed(epoch_seed(seed, epoch))  # dropout noise of this epoch
-        order = torch.randperm(len(sizes), generator=generator).tolist()
-        heads.train()
-        totals, seen = {}, 0
-        for step in range(steps_per_epoch):
-            chosen = order[step * batch_videos:(step + 1) * batch_videos]
-            clips = torch.cat([torch.arange(starts[v], starts[v] + sizes[v]) for v in chosen])
-            padded, mask = pad_videos(features[clips], [sizes[v] for v in chosen])
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(lr, epoch * steps_per_epoch + step, total)
-            loss, components = objective(*heads(padded, mask), mask, clips)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(clips)
-            for name, value in {"loss": loss.item(), **components}.items():
-                totals[name] = totals.get(name, 0.0) + value * len(clips)
-        history.append({"epoch": epoch + 1, **{f"train_{k}": v / seen for k, v in totals.items()}})
-    heads.eval()
-    log(f"{desc}: " + ", ".join(f"{k}={v:.4f}" for k, v in history[-1].items() if k != "epoch"))
-    return history

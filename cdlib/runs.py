@@ -14,25 +14,27 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cdlib import distributed
-from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version
-from cdlib.config import Config, DistillConfig, TrainConfig, config_hash
+from cdlib.artifacts import PAYLOAD, ArtifactStore, code_version, config_hash
+from cdlib.config import Config, DistillConfig, TrainConfig
+from cdlib.context import context_student, listwise_loss, pad_videos
 from cdlib.data import ClipBank, build_dataset
 from cdlib.data.base import ClipIndex
 from cdlib.data.loading import StreamedClips, decoded_bytes
 from cdlib.device import IN_MEMORY_LIMIT_BYTES, configure_backend, resolve_runtime
 from cdlib.losses import ConfidenceDistillationLoss
 from cdlib.models import create_model, model_fingerprint, require_weights, weights_key
-from cdlib.progress import log
+from cdlib.progress import log, progress_bar
 from cdlib.registry import Registry
 from cdlib.errors import ConfigError
-from cdlib.train import CLIP_CHOICES, predict, train_model
+from cdlib.train import CLIP_CHOICES, epoch_seed, learning_rate, predict, train_model
 
 @dataclass(frozen=True)
 class StudentVariant:
@@ -456,8 +458,6 @@ def get_context_student(cfg: Config, store: ArtifactStore | None = None) -> Trai
     (:func:`cdlib.context.context_student`), the module and heads trained on whole train videos with the CD
     student's loss (its ``cfg.distill`` weights and target) plus ``context.rank_weight`` times the listwise
     ranking term of the confidence targets (:func:`cdlib.context.listwise_loss`). It reads the train split only."""
-    from cdlib.context import context_student, fit_context_heads, listwise_loss
-
     store = resolve_store(store)
     cd = get_student(cfg, "cd", store)
     c = cfg.context
@@ -490,6 +490,47 @@ def get_context_student(cfg: Config, store: ArtifactStore | None = None) -> Trai
     model = context_student(cd.model, c.module, c.hidden, c.dropout)
     model.heads.load_state_dict(payload["heads"])
     return TrainedModel(name=cd.name, model=model.eval(), history=payload["history"], spec=context_spec(cfg))
+
+
+def fit_context_heads(heads, features: Tensor, video: Tensor, objective, *, epochs: int,
+                      batch_videos: int, lr: float, weight_decay: float, seed: int, desc: str = "context") -> list[dict]:
+    """Train the :class:`cdlib.context.ContextHeads` ``heads`` in place on whole videos of per-clip
+    ``features [M, D]`` (clips stored video by video, ``video [M]`` their video); return the per-epoch history.
+
+    ``objective(logits [B, L, K], score_logit [B, L], mask [B, L], clips [m]) -> (loss, components)`` is the loss
+    of a padded batch of ``B`` videos, whose real clips (``mask``, in order) are the split's clips ``clips``.
+    Batches of ``batch_videos`` videos in an order drawn from ``seed`` and the epoch; AdamW with the warm-up and
+    cosine schedule of :func:`cdlib.train.learning_rate`.
+    """
+    sizes = torch.bincount(video).tolist()
+    starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(sizes) / batch_videos)
+    total = steps_per_epoch * epochs
+    history = []
+    for epoch in progress_bar(range(epochs), desc=desc):
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        torch.manual_seed(epoch_seed(seed, epoch))  # dropout noise of this epoch
+        order = torch.randperm(len(sizes), generator=generator).tolist()
+        heads.train()
+        totals, seen = {}, 0
+        for step in range(steps_per_epoch):
+            chosen = order[step * batch_videos:(step + 1) * batch_videos]
+            clips = torch.cat([torch.arange(starts[v], starts[v] + sizes[v]) for v in chosen])
+            padded, mask = pad_videos(features[clips], [sizes[v] for v in chosen])
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(lr, epoch * steps_per_epoch + step, total)
+            loss, components = objective(*heads(padded, mask), mask, clips)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(clips)
+            for name, value in {"loss": loss.item(), **components}.items():
+                totals[name] = totals.get(name, 0.0) + value * len(clips)
+        history.append({"epoch": epoch + 1, **{f"train_{k}": v / seen for k, v in totals.items()}})
+    heads.eval()
+    log(f"{desc}: " + ", ".join(f"{k}={v:.4f}" for k, v in history[-1].items() if k != "epoch"))
+    return history
 
 
 register_student("cd_ctx", "the CD student with video context: a temporal module over its clips' features "

@@ -117,7 +117,7 @@ def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_
     """Copies of cdlib, each with its edits, give the benchmark's and the teacher's artifact keys: a table column
     relabelled (cdlib.tables) or a docstring of cdlib.train or of a benchmark module changed re-times and retrains
     nothing; changed code in any module that computes the benchmark's numbers makes a new benchmark key."""
-    script = ("from cdlib.bench import benchmark_spec; from cdlib.config import config_hash, profile_config; "
+    script = ("from cdlib.bench import benchmark_spec; from cdlib.artifacts import config_hash; from cdlib.config import profile_config; "
               "from cdlib.runs import teacher_spec; cfg = profile_config('ci'); "
               "print(config_hash(benchmark_spec(cfg)), config_hash(teacher_spec(cfg)))")
 

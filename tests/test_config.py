@@ -3,7 +3,8 @@ import re
 
 import pytest
 
-from cdlib.config import Config, DataConfig, TrainConfig, apply_overrides, config_hash, make_config, profile_config
+from cdlib.artifacts import config_hash
+from cdlib.config import Config, DataConfig, TrainConfig, apply_overrides, make_config, profile_config
 from cdlib.errors import ConfigError
 
 

@@ -196,7 +196,7 @@ def exported_synthetic(data_cfg, seed: int = 0, root: str | os.PathLike | None =
     import shutil
 
     from cdlib.artifacts import default_root
-    from cdlib.config import config_hash
+    from cdlib.artifacts import config_hash
 
     base = Path(root) if root is not None else default_root()
     target = base / "exported" / config_hash({"data": dataclasses.asdict(data_cfg), "seed": seed})
