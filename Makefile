@@ -19,11 +19,12 @@ CHAPTERS := $(shell $(PYTHON) -c "import re; print(' '.join(re.findall(r'(?:root
 # The executed notebooks of those chapters (pages without code, like the references, have none).
 NOTEBOOKS = $(wildcard $(addprefix $(EXECUTED)/book/,$(addsuffix .ipynb,$(CHAPTERS))))
 
-.PHONY: help install book execute html chapter test unit nbval bench publish clean clean-artifacts
+.PHONY: help install book execute html browser chapter test unit nbval bench publish clean clean-artifacts
 
 help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build _build/html"
-	@echo "make test     unit tests, chapter execution, nbval re-execution check, book build"
+	@echo "make test     unit tests, chapter execution, nbval re-execution check, book build, browser check"
+	@echo "make browser  open every page of _build/html in headless chromium (math, images, no network)"
 	@echo "make chapter CH=<name> [SEED=1] [DATA=<source>] [SET=\"key=value ...\"] [PARAMS=\"-p knob value\"]"
 	@echo "             rerun one chapter with papermill (README: Rerun one chapter on other settings)"
 	@echo "make bench    python -m cdlib bench [DATA=<source>] [SET=...] (writes results.json)"
@@ -81,7 +82,12 @@ nbval: install
 		-n auto --dist loadscope \
 		--nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg $(notdir $(NOTEBOOKS))
 
-test: unit execute nbval html
+# Every built page opened in headless chromium: no raw TeX, every image loaded, no network request;
+# screenshots under _build/screenshots. Skipped, with a message, where chromium is not installed.
+browser: install
+	$(PY) -m cdlib book check-html --html _build/html --screenshots _build/screenshots
+
+test: unit execute nbval html browser
 
 bench: install
 	$(PY) -m cdlib bench --profile $(PROFILE) --seed $(SEED) --data $(or $(DATA),synthetic) $(foreach s,$(SET),--set $(s)) --out results.json

@@ -151,3 +151,11 @@ def add_book_commands(subparsers) -> None:
     p = commands.add_parser("stage", help="copy config, toc and static files beside the executed chapters")
     p.add_argument("--executed", default="_build/executed")
     p.set_defaults(func=cmd_stage)
+    from cdlib.browser import cmd_check_html
+
+    p = commands.add_parser("check-html", help="open every built page in headless Chromium: rendered math, "
+                                               "loaded images, no network requests (cdlib.browser)")
+    p.add_argument("--html", default="_build/html")
+    p.add_argument("--screenshots", default="_build/screenshots")
+    p.add_argument("--require", action="store_true", help="fail, rather than skip, without chromium")
+    p.set_defaults(func=cmd_check_html)
