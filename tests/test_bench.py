@@ -858,3 +858,37 @@ def test_harder_data_retrains_on_the_fraction_for_the_method_and_the_ce_sampler(
     assert cfg.data.informative_fraction == 0.2 and not timing
     assert cfg.bench.policies == bench.HARDER_DATA_POLICIES == ("sampler_maxprob", "cd_gate", "cd_gate_ctx", "frame_exit")
     assert cfg.replace(**{"data.informative_fraction": 0.3, "bench.policies": ()}) == tiny_config()
+
+
+def test_accuracy_vs_compute_figure_fills_the_column_with_few_curves_per_panel_and_leaves_no_policy_out(tiny_run):
+    """Every panel: the method emphasised, at most viz.MAX_CURVES coloured curves, each in its policy's colour;
+    every policy of the result drawn in some panel; the figure as wide as the book's column, no text smaller
+    than the caption's once shown there."""
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+
+    from cdlib import viz
+
+    _, _, result = tiny_run
+    viz.setup()
+    fig = viz.accuracy_vs_compute_figure([result], "cd_gate")
+    assert fig.get_size_inches()[0] == pytest.approx(viz.FIGURE_WIDTH_IN)
+    drawn = set()
+    labels = {label: name for name, (label, _) in viz.POLICY_STYLE.items()}
+    for ax in fig.axes:
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+        coloured = {labels[label]: handle for label, handle in handles.items() if label in labels}
+        assert len(set(coloured) - {"dense_teacher", "dense_student"}) <= viz.MAX_CURVES
+        widths = {name: h.get_linewidth() for name, h in coloured.items() if hasattr(h, "get_linewidth")}
+        assert widths["cd_gate"] == max(widths.values())
+        for name, handle in coloured.items():
+            line = handle if hasattr(handle, "get_color") else handle.lines[0]
+            assert mcolors.same_color(line.get_color(), viz.POLICY_STYLE[name][1])
+        drawn |= set(coloured)
+        if "other policies (grey)" in handles:
+            drawn |= set(result["policies"]) - set(coloured)
+    assert drawn >= set(result["policies"])
+    shown_px_per_pt = viz.CONTENT_WIDTH_PX / (viz.FIGURE_WIDTH_IN * 72)
+    sizes = [text.get_fontsize() for text in fig.findobj(plt.Text) if text.get_text()]
+    assert min(sizes) * shown_px_per_pt >= viz.CAPTION_FONT_PX
+    plt.close("all")
