@@ -787,6 +787,40 @@ def test_the_matched_tables_read_the_points_chosen_on_val():
     assert headline["matched: accuracy"] == 0.62 and headline["best: FLOPs ratio"] == pytest.approx(0.5)
 
 
+def timed_point(preprocess, student, decision, teacher, scale=0.5):
+    """A point timed in both modes: seconds per stage one video at a time, ``scale`` times that in batches, each
+    total a millisecond above its stages (the calls' entry and exit)."""
+    stages = dict(preprocess=preprocess, student=student, decision=decision, teacher=teacher)
+    point = {f"{stage}_s": value for stage, value in stages.items()}
+    point.update({f"throughput_{stage}_s": scale * value for stage, value in stages.items()})
+    return {**point, "wall_s_per_video": sum(stages.values()) + 1e-3,
+            "throughput_s_per_video": scale * sum(stages.values()) + 1e-3}
+
+
+def test_the_time_breakdown_tables_average_the_stages_and_the_rates_over_results():
+    def result(seed, matched):
+        return {"seed": seed, "summary": {"method": {"policy": "cd_gate",
+                                                     "val_auc_vs_oracle": {"cd_gate": 0.5, "cd_gate_ctx": 0.4}}},
+                "policies": {"dense_teacher": [timed_point(0.01, 0.0, 0.002, 0.1 * (seed + 1))],
+                             "dense_student": [timed_point(0.01, 0.02, 0.002, 0.0)],
+                             "cd_gate": [timed_point(0.01, 0.02, 0.004, 0.03), timed_point(0.01, 0.02, 0.004, 0.05)]},
+                "selected": {"cd_gate": {"matched": matched}},
+                "wall_clock": {"achieved_gflop_s": {"latency": {"teacher": 10.0 * (seed + 1), "cd": 2.0},
+                                                    "throughput": {"teacher": 40.0, "cd": 4.0 + seed}}}}
+
+    table = time_breakdown_table([result(0, 1), result(1, 1)])
+    assert list(table.columns) == ["preprocess", "student", "decision", "teacher", "total"]
+    assert table.index.names == ["point", "mode"]
+    assert table.loc[("dense teacher", "latency")].tolist() == pytest.approx([10, 0, 2, 150, 163])  # ms, mean
+    assert table.loc[("dense teacher", "throughput")].tolist() == pytest.approx([5, 0, 1, 75, 82])
+    assert table.loc[("method", "latency")].tolist() == pytest.approx([10, 20, 4, 50, 85])  # cd_gate's point 1
+    unmatched = time_breakdown_table([result(0, None)])
+    assert unmatched.loc[("method", "latency")].isna().all() and not unmatched.loc["dense student"].isna().any().any()
+    rates = achieved_gflop_s_table([result(0, 1), result(1, 1)])
+    assert rates.index.name == "model" and list(rates.columns) == ["latency", "throughput"]
+    assert rates.loc["teacher"].tolist() == [15.0, 40.0] and rates.loc["cd"].tolist() == [2.0, 4.5]
+
+
 def test_sweep_table_reads_the_swept_value_from_each_result():
     result = hand_result()
     assert config_value(result, "data.test_shift") == 0.5
