@@ -33,8 +33,13 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   the gate's FLOPs);
   on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
   was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``
-  (how many test videos the timing covers), plus, for the selected points,
-  ``throughput_s_per_video`` and ``throughput_wall_ratio_to_dense``.
+  (how many test videos the timing covers) with that time per video split into
+  ``preprocess_s``, ``student_s``, ``decision_s`` and ``teacher_s`` (they sum to
+  ``wall_s_per_video`` up to the microseconds of each call's entry and exit;
+  what each holds: :mod:`cdlib.timing`), plus, for the selected points,
+  ``throughput_s_per_video``, ``throughput_wall_ratio_to_dense`` and the same
+  split in batches, ``throughput_preprocess_s``, ``throughput_student_s``,
+  ``throughput_decision_s`` and ``throughput_teacher_s``.
 - ``selected``: per policy, indices into its points. ``matched`` is the
   cheapest point by val compute whose val accuracy is at least the dense
   teacher's val accuracy (None if no point reaches it; ties in compute go to
@@ -70,8 +75,12 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
 - ``distance``: the distance-aware confidences tried for ``cd_da``, with the
   val AUROC that chose one and the test AUROC of each (:func:`cdlib.evaluation.distance_report`).
 - ``wall_clock``: how the times were taken (:mod:`cdlib.timing`): ``selected_videos``,
-  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; None when
-  the result was not timed.
+  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; and
+  ``achieved_gflop_s``: per mode (``latency``, ``throughput``), per model that the
+  timed selected points run (``teacher`` and each student by name, e.g. ``cd``),
+  its GFLOPs over the seconds of its forwards on all of a video's clips
+  (:func:`cdlib.cost.achieved_gflop_s`; the teacher at the dense teacher's point,
+  a student over the points that run it). None when the result was not timed.
 
 A key about a model or a policy that ``bench.policies`` leaves out is absent from
 its dict, or None where it is a single value (``cost.student_gflops_per_clip``,
@@ -151,9 +160,10 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
         cost = measure_cost(cfg, store)
         log("evaluating policies on the val and test splits")
         policies = sweep_policies(cfg, test, val, cost)
+        gflops_per_clip = {which: flops / 1e9 for which, flops in cost["flops_per_clip"].items()}
         wall_clock = None
         if timing:
-            wall_clock = measure_wall_clock(cfg, policies, select_points(policies), store)
+            wall_clock = measure_wall_clock(cfg, policies, select_points(policies), gflops_per_clip, store)
         quality = signal_quality(confidence_signals(test), test["teacher"].correct)
         val_auroc = {name: q["auroc"] for name, q in
                      signal_quality(confidence_signals(val), val["teacher"].correct).items()}
@@ -172,7 +182,7 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
                 "student_teacher_flops_ratio": cost["student_teacher_flops_ratio"],
                 "clips_per_video": cost["clips_per_video"],
                 "input_shape": cost["input_shape"],
-                "gflops_per_clip": {which: flops / 1e9 for which, flops in cost["flops_per_clip"].items()},
+                "gflops_per_clip": gflops_per_clip,
             },
             "policies": policies,
             "selected": select_points(policies),

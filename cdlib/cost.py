@@ -76,14 +76,18 @@ def timing_model(model: nn.Module, runtime=None) -> nn.Module:
 
 def time_interleaved(calls: Sequence[Callable[[object], object]], units: Sequence, passes: int, *,
                      clock: Callable[[], float] = time.perf_counter, warmup: bool = True,
-                     desc: str = "timing passes") -> torch.Tensor:
+                     desc: str = "timing passes", after: Callable[[int, int, int], None] | None = None
+                     ) -> torch.Tensor:
     """Wall-clock seconds of every call on every unit, ``[len(calls), passes, len(units)]``.
 
     In each pass, unit after unit, every call runs on that unit one after the
     other, so the times of one (pass, unit) block are taken moments apart and
     every call sees the same quiet and busy periods of a shared machine. With
     ``warmup``, every call first runs once on the first unit, untimed. ``clock``
-    returns seconds; it is injected so that tests can drive it.
+    returns seconds; it is injected so that tests can drive it. ``after(j, r, u)``,
+    if given, runs after the timed call ``j`` on unit ``u`` in pass ``r``, outside
+    its time: a caller reads there what the call recorded about itself (the
+    timed pipeline: its seconds per stage, :func:`fastest_parts`).
     """
     if warmup:
         for call in calls:
@@ -95,6 +99,8 @@ def time_interleaved(calls: Sequence[Callable[[object], object]], units: Sequenc
                 start = clock()
                 call(unit)
                 seconds[j, r, u] = clock() - start
+                if after is not None:
+                    after(j, r, u)
     return seconds
 
 
@@ -108,6 +114,33 @@ def fastest_totals(seconds: torch.Tensor) -> torch.Tensor:
     moments, so no call is favoured.
     """
     return seconds.amin(dim=1).sum(dim=1)
+
+
+def fastest_parts(seconds: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """Per call, ``Σ_u p[j, r*(j, u), u, :]`` with ``r*(j, u) = argmin_r t[j, r, u]``, for ``seconds = t [calls,
+    passes, units]`` and ``parts = p [calls, passes, units, P]``: what each call recorded about itself (e.g. its
+    seconds per stage), summed over the units from the same fastest passes as :func:`fastest_totals`.
+
+    Taking the parts of the pass that gave a unit its time keeps them a split of
+    that time: parts that partition a call's time sum to its fastest total.
+    """
+    fastest = seconds.argmin(dim=1)  # [calls, units]
+    picked = parts.gather(1, fastest[:, None, :, None].expand(-1, 1, -1, parts.shape[-1])).squeeze(1)
+    return picked.sum(dim=1)
+
+
+def achieved_gflop_s(gflops: float, seconds: float) -> float:
+    """A model's achieved compute rate, ``gflops / seconds`` GFLOP/s: the GFLOPs it ran (clips × its GFLOPs per
+    clip, :func:`flops_per_clip`) over the wall-clock seconds its forwards took.
+
+    Against the hardware's peak, it says how well a network uses the machine: a
+    small network (few FLOPs per call, memory-bound layers, a fixed cost per
+    call) reaches a lower rate than a large one, so its share of the time is
+    larger than its share of the FLOPs.
+    """
+    if not seconds > 0:
+        raise ValueError(f"achieved_gflop_s: seconds must be positive, got {seconds!r}")
+    return gflops / seconds
 
 
 def ratio_of_totals(seconds: torch.Tensor, reference: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from cdlib.evaluation import confidence_signals
 from cdlib.progress import progress_bar
 from cdlib.runs import ClipOutputs
 from cdlib.selection import select_best
+from cdlib.timing import STAGES
 
 
 # ----------------------------------------------------------------------------- the headline and the command line's summary
@@ -235,6 +236,46 @@ def matched_accuracy_table(result: dict, upper_bound: bool = False) -> pd.DataFr
                         "timed videos": value("wall_videos")})
         rows.append(row)
     return pd.DataFrame(rows).set_index("policy")
+
+
+#: :func:`time_breakdown_table`'s modes: the prefix of each mode's keys on a timed point, and of its total
+TIMING_MODES = {"latency": ("", "wall_s_per_video"), "throughput": ("throughput_", "throughput_s_per_video")}
+
+
+def time_breakdown_table(results: Sequence[dict]) -> pd.DataFrame:
+    """Milliseconds per video of the dense teacher, the dense student and the method's matched point, split into
+    the timed pipeline's stages (:data:`cdlib.timing.STAGES`), one video at a time and in batches; the mean over
+    ``results`` (one per seed or fold).
+
+    Rows ``(point, mode)``: ``point`` is ``dense teacher``, ``dense student`` or
+    ``method`` (the matched point of the policy :func:`method_choice` names); NaN
+    where a point is absent (not evaluated, or never matched on val), ``mode`` one of :data:`TIMING_MODES`.
+    Columns: each stage, from the point's ``{prefix}{stage}_s``, and ``total``,
+    its measured time per video, which the stages sum to up to each call's entry
+    and exit (:mod:`cdlib.timing`).
+    """
+    method = method_choice(results)["policy"]
+    rows = []
+    for result in results:
+        points = {"dense teacher": result["policies"]["dense_teacher"][0],
+                  "dense student": result["policies"].get("dense_student", [None])[0],
+                  "method": selected_point(result, method)}
+        for label, p in points.items():
+            for mode, (prefix, total) in TIMING_MODES.items():
+                keys = {stage: f"{prefix}{stage}_s" for stage in STAGES} | {"total": total}
+                rows.append({"point": label, "mode": mode,
+                             **{column: 1e3 * p[key] if p else float("nan") for column, key in keys.items()}})
+    return pd.DataFrame(rows).groupby(["point", "mode"], sort=False).mean()
+
+
+def achieved_gflop_s_table(results: Sequence[dict]) -> pd.DataFrame:
+    """GFLOP/s each model achieved in the timed pipeline (``wall_clock.achieved_gflop_s``,
+    :func:`cdlib.cost.achieved_gflop_s`): one row per model, one column per mode, the mean over ``results``
+    (NaN where a result did not time the model)."""
+    frames = [pd.DataFrame(r["wall_clock"]["achieved_gflop_s"]) for r in results]
+    table = pd.concat(frames).groupby(level=0, sort=False).mean()
+    table.index.name = "model"
+    return table[list(TIMING_MODES)]
 
 
 #: the name of :func:`matched_compute_table`'s column axis, whose labels are the budgets as fractions

@@ -5,6 +5,7 @@ fields retrain which models."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -17,7 +18,8 @@ from cdlib.artifacts import ArtifactStore
 from cdlib.bench import benchmark_spec, run_benchmark
 from cdlib.calibration import auroc
 from cdlib.config import profile_config
-from cdlib.cost import fastest_totals, ratio_of_totals, time_interleaved
+from cdlib import timing
+from cdlib.cost import achieved_gflop_s, fastest_parts, fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.errors import ConfigError
 from cdlib.evaluation import video_outputs
 from cdlib.gating import get_policy, list_policies, run_policy
@@ -28,12 +30,14 @@ from cdlib.tables import (
     config_value,
     format_table,
     headline_table,
+    achieved_gflop_s_table,
     matched_accuracy_table,
     matched_compute_table,
     signal_table,
     sweep_table,
+    time_breakdown_table,
 )
-from cdlib.timing import TimedPipeline, measure_wall_clock
+from cdlib.timing import STAGES, StageTimer, TimedPipeline, measure_wall_clock
 
 TINY = {
     "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
@@ -252,9 +256,17 @@ def test_time_interleaved_pairs_the_calls_and_the_ratio_is_of_totals():
                 clock.now += seconds_of[name][unit] * slowdown[r] + disturbed.get((r, name, unit), 0.0)
         return run
 
-    seconds = time_interleaved([call("dense"), call("adaptive")], [0, 1, 2], passes=3, clock=clock)
+    seen = []
+
+    def after(j, r, u):
+        seen.append((j, r, u))
+        clock.now += 1000.0  # outside the timed call: no time below counts it
+
+    seconds = time_interleaved([call("dense"), call("adaptive")], [0, 1, 2], passes=3, clock=clock, after=after)
     # warm-up on the first unit, then unit after unit with the calls side by side
     assert order[:2] == [("dense", 0), ("adaptive", 0)]
+    # the hook follows each timed call (not the warm-up)
+    assert seen == [(j, r, u) for r in range(3) for u in range(3) for j in range(2)]
     assert order[2:8] == [("dense", 0), ("adaptive", 0), ("dense", 1), ("adaptive", 1), ("dense", 2), ("adaptive", 2)]
     assert len(order) == 2 + 3 * 6
     assert seconds.shape == (2, 3, 3)
@@ -422,12 +434,21 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
     assert dense["gflops_per_video"] == pytest.approx(4 * result["cost"]["teacher_gflops_per_clip"])
     assert dense["teacher_clips_per_video"] == 4
     # the selected points are timed on every test video (fewer than bench.wall_selected_videos), the rest on 2
-    assert result["wall_clock"] == {"selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4,
-                                    "threads": cfg.bench.num_threads}
+    assert {k: v for k, v in result["wall_clock"].items() if k != "achieved_gflop_s"} == {
+        "selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4, "threads": cfg.bench.num_threads}
     for name, picks in result["selected"].items():
         for index, p in enumerate(result["policies"][name]):
             timed = index in picks.values()
             assert p["wall_videos"] == (6 if timed else 2) and ("throughput_wall_ratio_to_dense" in p) == timed
+            # where the time went, in each mode the point was timed in: parts of the measured time per video
+            for prefix, total in [("", "wall_s_per_video")] + [("throughput_", "throughput_s_per_video")] * timed:
+                parts = [p[f"{prefix}{stage}_s"] for stage in ("preprocess", "student", "decision", "teacher")]
+                assert min(parts) >= 0 and sum(parts) <= p[total] + 1e-9, (name, index, prefix)
+            assert ("throughput_teacher_s" in p) == timed
+    rates = result["wall_clock"]["achieved_gflop_s"]
+    assert set(rates) == {"latency", "throughput"}
+    for mode in rates.values():
+        assert set(mode) == {"teacher", *timed_students(result)} and min(mode.values()) > 0
 
 
 def clip_outputs(logits, labels, video, score_logit=None, informative=None) -> runs.ClipOutputs:
@@ -497,21 +518,46 @@ def test_the_distance_aware_student_is_evaluated_counted_and_reported(tiny_run):
         assert summary["best_accuracy"][name] == result["policies"][name][best]["accuracy"]
 
 
+def timed_students(result):
+    """The students that the timed selected points run (on every test video: the tiny run times them all)."""
+    return {get_policy(name).student for name, picks in result["selected"].items() for i in picks.values()
+            if i is not None and result["policies"][name][i]["student_clips_per_video"] > 0}
+
+
 def test_the_wall_clock_on_a_fake_clock(tiny_run):
-    """Every timed call takes one tick of the clock: each ratio of totals is 1, and the seconds per video
-    say how many calls a video took in each mode (one per video one at a time, one per batch of 4 in batches)."""
+    """Each reading of the clock is one tick after the last. The stage boundaries of a call read it too, so its
+    stages add up to its time less the two ticks of the readings around it (one call per video one at a time, one
+    per batch of 4 in batches): a stage left out of the split would take at least a tick more away. Each model's
+    achieved GFLOP/s is its GFLOPs over its ticks; a model forward takes one tick here."""
     cfg, store, result = tiny_run
     policies = {name: [dict(p) for p in points] for name, points in result["policies"].items()}
     ticks = iter(range(10**9))
     clock = lambda: float(next(ticks))  # noqa: E731 - each reading one second after the last
-    wall = measure_wall_clock(cfg, policies, result["selected"], store, clock=clock)
+    gflops = result["cost"]["gflops_per_clip"]
+    wall = measure_wall_clock(cfg, policies, result["selected"], gflops, store, clock=clock)
     assert wall["selected_videos"] == 6 and wall["curve_videos"] == 2
+    dense = policies["dense_teacher"][0]
+    modes = [("", "wall_s_per_video", 1.0)]
     for name, points in policies.items():
         for index, p in enumerate(points):
-            assert p["wall_ratio_to_dense"] == 1.0 and p["wall_s_per_video"] == 1.0
-            if index in result["selected"][name].values():
-                assert p["throughput_wall_ratio_to_dense"] == 1.0
-                assert p["throughput_s_per_video"] == pytest.approx(2 / 6)  # batches of 4 and 2 videos
+            selected = index in result["selected"][name].values() or name == "dense_teacher"
+            for prefix, total, calls_per_video in modes + ([("throughput_", "throughput_s_per_video", 2 / 6)]
+                                                            if selected else []):
+                parts = [p[f"{prefix}{stage}_s"] for stage in STAGES]
+                assert min(parts) >= 0 and parts[STAGES.index("decision")] > 0, (name, prefix)
+                assert sum(parts) == pytest.approx(p[total] - 2 * calls_per_video), (name, index, prefix)
+            assert p["wall_ratio_to_dense"] == pytest.approx(p["wall_s_per_video"] / dense["wall_s_per_video"])
+    for prefix in ("", "throughput_"):
+        assert dense[f"{prefix}student_s"] == 0 and dense[f"{prefix}teacher_s"] > 0
+        student = policies["dense_student"][0]
+        assert student[f"{prefix}teacher_s"] == 0 and student[f"{prefix}student_s"] > 0
+    # a forward is one tick: 4 clips a tick one video at a time, 24 clips in two ticks in batches
+    clips = result["cost"]["clips_per_video"]
+    for mode, clips_per_tick in (("latency", clips), ("throughput", 6 * clips / 2)):
+        rates = wall["achieved_gflop_s"][mode]
+        assert set(rates) == {"teacher", *timed_students(result)}
+        for model, rate in rates.items():
+            assert rate == pytest.approx(clips_per_tick * gflops[model]), (mode, model)
 
 
 def test_batches_give_the_decisions_of_one_video_at_a_time(tiny_run):
@@ -535,26 +581,73 @@ class _CountingNet:
     """A stand-in network for TimedPipeline: per-clip outputs that depend only on the clip, and the clips of every
     call counted (the student returns its logits and score logits, the teacher its logits)."""
 
-    def __init__(self, student: bool):
+    def __init__(self, student: bool, clock: FakeClock | None = None, seconds_per_clip: float = 0.0):
         self.student, self.calls = student, []
+        self.clock, self.seconds_per_clip = clock, seconds_per_clip
 
     def __call__(self, x):
         self.calls.append(x.shape[0])
+        if self.clock is not None:
+            self.clock.now += self.seconds_per_clip * x.shape[0]
         features = x.flatten(1)
         logits = torch.stack([features[:, :4].sum(1), features[:, 4:8].sum(1), features[:, 8:12].sum(1)], 1)
         return (logits, features[:, 12]) if self.student else logits.flip(1)
 
 
-def _fake_pipeline(clip_counts):
-    """A TimedPipeline on random uint8 clips of the given counts, its models the counting stand-ins."""
+def _fake_pipeline(clip_counts, clock: FakeClock | None = None):
+    """A TimedPipeline on random uint8 clips of the given counts, its models the counting stand-ins; with
+    ``clock``, its stages read it and the student advances it by 1 s per clip, the teacher by 100 s."""
     pipeline = object.__new__(TimedPipeline)
     g = torch.Generator().manual_seed(0)
     pipeline.runtime = None
+    pipeline.stages = StageTimer(clock) if clock is not None else StageTimer()
     pipeline.clips = [torch.randint(0, 256, (n, 2, 2, 2, 3), generator=g, dtype=torch.uint8) for n in clip_counts]
     pipeline.labels = [v % 3 for v in range(len(clip_counts))]
-    pipeline.teacher, pipeline.students = _CountingNet(False), {"cd": _CountingNet(True)}
+    pipeline.teacher = _CountingNet(False, clock, 100.0)
+    pipeline.students = {"cd": _CountingNet(True, clock, 1.0)}
     pipeline.video_context = set()
     return pipeline
+
+
+def test_the_stages_split_each_call_by_where_its_time_went(monkeypatch):
+    """On a clock that only the stages advance (preprocessing 10^6 s a call, the student 1 s and the teacher 100 s
+    a clip, the policy 10^4 s a call), each stage holds exactly its own time, the teacher's forwards called from
+    inside the decision included (one video at a time, the lazy teacher; in batches, the gathered call), and the
+    stages sum to the call's time; the clips each model ran are counted."""
+    counts = [3, 5, 5, 2]
+    clock = FakeClock()
+    pipeline = _fake_pipeline(counts, clock)
+    real_preprocess = timing.preprocess
+
+    def preprocess(clips):
+        clock.now += 1e6
+        return real_preprocess(clips)
+
+    monkeypatch.setattr(timing, "preprocess", preprocess)
+    for name, knob in (("dense_teacher", None), ("dense_student", None), ("uniform_k", 2),
+                       ("cd_gate", (0.5, 2, 0.5, 0.25)), ("cd_gate", (1.01, 2, 0.0, 1.0))):
+        spec, policy_calls = get_policy(name), []
+
+        def fn(video, knob, generator=None, spec=spec, policy_calls=policy_calls):
+            policy_calls.append(1)
+            clock.now += 1e4
+            return spec.fn(video, knob, generator=generator)
+
+        timed_spec = dataclasses.replace(spec, fn=fn)
+        one_at_a_time = [lambda v=v: [pipeline.run_video(timed_spec, knob, v, torch.Generator())]
+                         for v in range(len(counts))]
+        in_a_batch = lambda: pipeline.run_batch(timed_spec, knob, range(len(counts)), torch.Generator())  # noqa: E731
+        for call in (*one_at_a_time, in_a_batch):
+            policy_calls.clear()
+            start = clock.now
+            decisions = call()
+            seconds, clips = StageTimer.split(pipeline.stages.record())
+            teacher, student = (sum(getattr(d, f"{m}_clips") for d in decisions) for m in ("teacher", "student"))
+            assert seconds == {"preprocess": 1e6, "student": float(student), "decision": 1e4 * len(policy_calls),
+                               "teacher": 100.0 * teacher}, (name, knob)
+            assert sum(seconds.values()) == clock.now - start
+            assert clips == {"student": float(student), "teacher": float(teacher)}
+        assert len(policy_calls) >= len(counts)  # the batch ran each video's policy, twice where it was stopped
 
 
 def test_the_timed_pipeline_runs_no_student_for_a_knob_that_reads_none():
@@ -595,6 +688,31 @@ def test_the_timed_pipeline_runs_no_student_for_a_knob_that_reads_none():
         assert alone_calls == counts and batch_calls == [sum(counts)], knob
         assert [d.student_clips for d in decisions] == counts
     assert run(topk, (2, 0.0))[1:] == (counts, [sum(counts)])
+
+
+def test_fastest_parts_are_the_parts_of_each_units_fastest_pass():
+    """Against a direct loop: per call and unit, the parts of the pass with the least total, summed over units."""
+    g = torch.Generator().manual_seed(0)
+    seconds = torch.rand(3, 4, 5, generator=g, dtype=torch.float64)
+    parts = torch.rand(3, 4, 5, 2, generator=g, dtype=torch.float64)
+    expected = torch.zeros(3, 2, dtype=torch.float64)
+    for j in range(3):
+        for u in range(5):
+            fastest = min(range(4), key=lambda r: float(seconds[j, r, u]))
+            expected[j] += parts[j, fastest, u]
+    torch.testing.assert_close(fastest_parts(seconds, parts), expected)
+    # parts that split each call's time sum to its fastest total
+    split = torch.stack([0.25 * seconds, 0.75 * seconds], dim=-1)
+    torch.testing.assert_close(fastest_parts(seconds, split).sum(dim=1), fastest_totals(seconds))
+
+
+def test_achieved_gflop_s_is_gflops_over_seconds():
+    # 12 clips of a 0.5-GFLOP model in 0.25 s: 6 GFLOPs in a quarter of a second
+    assert achieved_gflop_s(12 * 0.5, 0.25) == pytest.approx(24.0)
+    assert achieved_gflop_s(3.0, 1.5) == 3.0 / 1.5
+    for seconds in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="seconds must be positive"):
+            achieved_gflop_s(1.0, seconds)
 
 
 def test_ce_baseline_is_the_ce_student_with_the_higher_val_auroc():
@@ -667,6 +785,40 @@ def test_the_matched_tables_read_the_points_chosen_on_val():
     headline = headline_table(result).loc["cd_gate"]
     assert headline["best accuracy"] == 0.66 and headline["best accuracy (upper bound)"] == 0.8
     assert headline["matched: accuracy"] == 0.62 and headline["best: FLOPs ratio"] == pytest.approx(0.5)
+
+
+def timed_point(preprocess, student, decision, teacher, scale=0.5):
+    """A point timed in both modes: seconds per stage one video at a time, ``scale`` times that in batches, each
+    total a millisecond above its stages (the calls' entry and exit)."""
+    stages = dict(preprocess=preprocess, student=student, decision=decision, teacher=teacher)
+    point = {f"{stage}_s": value for stage, value in stages.items()}
+    point.update({f"throughput_{stage}_s": scale * value for stage, value in stages.items()})
+    return {**point, "wall_s_per_video": sum(stages.values()) + 1e-3,
+            "throughput_s_per_video": scale * sum(stages.values()) + 1e-3}
+
+
+def test_the_time_breakdown_tables_average_the_stages_and_the_rates_over_results():
+    def result(seed, matched):
+        return {"seed": seed, "summary": {"method": {"policy": "cd_gate",
+                                                     "val_auc_vs_oracle": {"cd_gate": 0.5, "cd_gate_ctx": 0.4}}},
+                "policies": {"dense_teacher": [timed_point(0.01, 0.0, 0.002, 0.1 * (seed + 1))],
+                             "dense_student": [timed_point(0.01, 0.02, 0.002, 0.0)],
+                             "cd_gate": [timed_point(0.01, 0.02, 0.004, 0.03), timed_point(0.01, 0.02, 0.004, 0.05)]},
+                "selected": {"cd_gate": {"matched": matched}},
+                "wall_clock": {"achieved_gflop_s": {"latency": {"teacher": 10.0 * (seed + 1), "cd": 2.0},
+                                                    "throughput": {"teacher": 40.0, "cd": 4.0 + seed}}}}
+
+    table = time_breakdown_table([result(0, 1), result(1, 1)])
+    assert list(table.columns) == ["preprocess", "student", "decision", "teacher", "total"]
+    assert table.index.names == ["point", "mode"]
+    assert table.loc[("dense teacher", "latency")].tolist() == pytest.approx([10, 0, 2, 150, 163])  # ms, mean
+    assert table.loc[("dense teacher", "throughput")].tolist() == pytest.approx([5, 0, 1, 75, 82])
+    assert table.loc[("method", "latency")].tolist() == pytest.approx([10, 20, 4, 50, 85])  # cd_gate's point 1
+    unmatched = time_breakdown_table([result(0, None)])
+    assert unmatched.loc[("method", "latency")].isna().all() and not unmatched.loc["dense student"].isna().any().any()
+    rates = achieved_gflop_s_table([result(0, 1), result(1, 1)])
+    assert rates.index.name == "model" and list(rates.columns) == ["latency", "throughput"]
+    assert rates.loc["teacher"].tolist() == [15.0, 40.0] and rates.loc["cd"].tolist() == [2.0, 4.5]
 
 
 def test_sweep_table_reads_the_swept_value_from_each_result():
