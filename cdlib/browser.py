@@ -88,6 +88,16 @@ def network_requests(urls: Iterable[str], local_origin: str) -> list[str]:
     return leaving
 
 
+_REFRESH = re.compile(r"""<meta\s+http-equiv=["']refresh["']\s+content=["']\d+;\s*url=([^"']+)["']""", re.I)
+
+
+def redirect_target(html: str) -> str | None:
+    """Where a page that only redirects (``<meta http-equiv="refresh" content="0; url=...">``, as the book's
+    root ``index.html``) sends the reader, or None for a page with content of its own."""
+    match = _REFRESH.search(html)
+    return match.group(1) if match and "<body" not in html.lower() else None
+
+
 def requested_urls(performance_log: Iterable[dict]) -> Iterator[str]:
     """The URL of every request in Chromium's performance log (Selenium's ``get_log("performance")``)."""
     for entry in performance_log:
@@ -104,15 +114,17 @@ class PageReport:
     raw_tex: list[str] = field(default_factory=list)
     broken_images: list[str] = field(default_factory=list)
     network: list[str] = field(default_factory=list)
+    missing_redirect: str | None = None  # a redirecting page's target that does not exist
     screenshot: Path | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.raw_tex or self.broken_images or self.network)
+        return not (self.raw_tex or self.broken_images or self.network or self.missing_redirect)
 
     def problems(self) -> list[str]:
         return ([f"raw TeX: ...{s}..." for s in self.raw_tex] + [f"image did not load: {u}" for u in self.broken_images]
-                + [f"network request: {u}" for u in self.network])
+                + [f"network request: {u}" for u in self.network]
+                + ([f"redirects to a missing page: {self.missing_redirect}"] if self.missing_redirect else []))
 
 
 def find_browser() -> tuple[str, str] | None:
@@ -183,6 +195,11 @@ def check_pages(html: Path, pages: Iterable[str] | None = None, screenshots: Pat
     reports = []
     try:
         for page in pages:
+            target = redirect_target((html / page).read_text(encoding="utf-8", errors="replace"))
+            if target is not None:  # nothing to see: its target is checked as a page of its own
+                missing = not (html / page).parent.joinpath(target).is_file()
+                reports.append(PageReport(page=page, missing_redirect=target if missing else None))
+                continue
             driver.get_log("performance")  # drop what earlier pages logged
             driver.get(f"{origin}/{page}")
             driver.execute_async_script(_SETTLED)

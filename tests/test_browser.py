@@ -30,6 +30,13 @@ def test_network_requests_keeps_only_what_leaves_the_machine():
         "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js", "http://127.0.0.1:9999/other-port.js"]
 
 
+def test_redirect_target_reads_a_meta_refresh_page_only():
+    assert browser.redirect_target('<meta http-equiv="Refresh" content="0; url=book/index.html" />') == "book/index.html"
+    assert browser.redirect_target("<html><head><meta http-equiv='refresh' content='5; url=x.html'></head>"
+                                   "<body>text</body></html>") is None
+    assert browser.redirect_target("<p>no redirect</p>") is None
+
+
 def test_requested_urls_reads_chromiums_performance_log():
     def entry(method, **params):
         return {"message": json.dumps({"message": {"method": method, "params": params}})}
@@ -56,6 +63,8 @@ def test_chromium_flags_raw_tex_broken_images_and_network_requests_and_passes_re
         "raw.html": _page(r"<p>the loss \(\mathcal{L}\) unrendered</p>"),
         "broken.html": _page("<img src='missing.png'>"),
         "remote.html": _page("<p>ok</p>", "<script src='https://cdn.example.org/lib.js'></script>"),
+        "to_clean.html": '<meta http-equiv="Refresh" content="0; url=clean.html" />',
+        "to_nowhere.html": '<meta http-equiv="Refresh" content="0; url=gone.html" />',
     }
     for name, text in pages.items():
         (tmp_path / name).write_text(text)
@@ -64,4 +73,5 @@ def test_chromium_flags_raw_tex_broken_images_and_network_requests_and_passes_re
     assert reports["raw.html"].raw_tex and not reports["raw.html"].network
     assert reports["broken.html"].broken_images == [f"{reports['broken.html'].broken_images[0].rsplit('/', 1)[0]}/missing.png"]
     assert reports["remote.html"].network == ["https://cdn.example.org/lib.js"]
-    assert all(r.screenshot.read_bytes().startswith(PIXEL[:8]) for r in reports.values())
+    assert reports["to_clean.html"].ok and reports["to_nowhere.html"].missing_redirect == "gone.html"
+    assert all(r.screenshot.read_bytes().startswith(PIXEL[:8]) for r in reports.values() if "to_" not in r.page)
