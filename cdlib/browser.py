@@ -121,8 +121,11 @@ class PageReport:
     def ok(self) -> bool:
         return not (self.raw_tex or self.broken_images or self.network or self.missing_redirect)
 
-    def problems(self) -> list[str]:
-        return ([f"raw TeX: ...{s}..." for s in self.raw_tex] + [f"image did not load: {u}" for u in self.broken_images]
+    def problems(self, shown: int = 3) -> list[str]:
+        """One line per problem; of the raw TeX, its count and the first ``shown`` places."""
+        tex = ([f"raw TeX: {len(self.raw_tex)} math delimiters left in the text, first: "
+                + " | ".join(f"...{s}..." for s in self.raw_tex[:shown])] if self.raw_tex else [])
+        return (tex + [f"image did not load: {u}" for u in self.broken_images]
                 + [f"network request: {u}" for u in self.network]
                 + ([f"redirects to a missing page: {self.missing_redirect}"] if self.missing_redirect else []))
 

@@ -18,7 +18,7 @@ from cdlib.selection import pareto_front
 #: display name and colour of each policy, in legend order; a policy not listed here (a newly registered
 #: one) is drawn too, after these, under its own name in the next colour of the cycle (:func:`policy_order`)
 POLICY_STYLE = {
-    "oracle": ("oracle (uses labels)", "#9e9e9e"),
+    "oracle": ("oracle (uses labels)", "#4d4d4d"),
     "cd_gate_ctx": ("cd_gate_ctx (context student)", "#8b0000"),
     "cd_gate": ("cd_gate (per-clip student)", "#d62728"),
     "cd_gate_da": ("cd_gate_da (distance-aware)", "#e377c2"),
@@ -44,6 +44,11 @@ SIGNAL_LABELS = {
     "cd_maxprob": "CD student max-softmax",
     "teacher_maxprob": "teacher max-softmax",
 }
+
+
+#: colour of each confidence signal, the same in every figure (seaborn's palette, in SIGNAL_LABELS' order; the
+#: teacher's softmax skips the palette's grey, which is the chance line's)
+SIGNAL_COLOURS = dict(zip(SIGNAL_LABELS, ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8")))
 
 
 def policy_order(present: Sequence[str]) -> list[str]:
@@ -96,6 +101,14 @@ def figure(nrows: int = 1, ncols: int = 1, height: float = 4.0, **kwargs):
     return plt.subplots(nrows, ncols, figsize=(FIGURE_WIDTH_IN, height), layout="constrained", **kwargs)
 
 
+def stacked_figure(heights: Sequence[float]):
+    """Panels stacked at the column's width, ``heights`` inches tall, each laid out on its own (a subfigure),
+    so that one panel's long tick labels or legend do not narrow the others; returns ``(fig, axes)``."""
+    fig = plt.figure(figsize=(FIGURE_WIDTH_IN, sum(heights)), layout="constrained")
+    panels = fig.subfigures(len(heights), 1, height_ratios=list(heights))
+    return fig, [panel.subplots() for panel in np.atleast_1d(panels)]
+
+
 def legend_below(ax, ncols: int = 2, **kwargs):
     """The legend of ``ax`` under the axes, in ``ncols`` columns, so that it never takes width from the plot."""
     return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=ncols, frameon=False, **kwargs)
@@ -118,7 +131,7 @@ def curves_frame(results: Sequence[dict]) -> pd.DataFrame:
 
 
 #: colour of the policies drawn as muted context (:func:`plot_accuracy_vs_compute`)
-MUTED = "#c7c7c7"
+MUTED = "#d0d0d0"
 
 
 def _curve(part: pd.DataFrame, front_only: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,7 +186,8 @@ def plot_accuracy_vs_compute(results: Sequence[dict], ax=None, policies: Sequenc
         ax.plot(x, y, "--" if _reference(name) else "-", marker="o", ms=3, color=colour, label=label,
                 lw=2.8 if name == emphasis else 1.6, zorder=4 if name == emphasis else 3)
         if len(results) > 1:
-            ax.fill_between(x, y - s, y + s, color=colour, alpha=0.15, linewidth=0)
+            # the emphasised band stands out; the others stay faint, or overlapping bands hide the lines
+            ax.fill_between(x, y - s, y + s, color=colour, alpha=0.2 if name == emphasis else 0.07, linewidth=0)
         if name in mark_selected:
             _mark_matched(results, name, ax, colour, relative)
     ax.set_xlabel("compute per video (relative to the dense teacher)" if relative else "GFLOPs per video")
@@ -202,9 +216,9 @@ def accuracy_vs_compute_figure(results: Sequence[dict], method: str, panels: Seq
     """The book's accuracy-vs-compute figure: one panel per entry of ``panels`` (keys of :data:`CURVE_PANELS`),
     stacked, each with at most :data:`MAX_CURVES` coloured curves, the ``method`` policy emphasised and its
     point matched on val marked, compute relative to the dense teacher on an ``xscale`` axis."""
-    fig, axes = figure(len(panels), 1, height=panel_height * len(panels), squeeze=False)
+    fig, axes = stacked_figure([panel_height] * len(panels))
     present = {name for result in results for name in result["policies"]}
-    for ax, key in zip(axes[:, 0], panels):
+    for ax, key in zip(axes, panels):
         panel_title, shown, with_context = CURVE_PANELS[key]
         shown = list(dict.fromkeys((method, *shown, "dense_teacher")))
         plot_accuracy_vs_compute(results, ax=ax, relative=True, policies=policy_order(shown), emphasis=method,
@@ -236,11 +250,11 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], aurocs: dict[str,
     if ax is None:
         _, ax = figure(height=5)
     for name, (fpr, tpr) in curves.items():
-        ax.plot(fpr, tpr, label=f"{SIGNAL_LABELS.get(name, name)} ({aurocs[name]:.3f})")
+        ax.plot(fpr, tpr, color=SIGNAL_COLOURS.get(name), label=f"{SIGNAL_LABELS.get(name, name)} ({aurocs[name]:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (0.500)")
     ax.set_xlabel("false-positive rate (teacher wrong, signal high)")
-    ax.set_ylabel("true-positive rate (teacher right, signal high)")
-    ax.legend(loc="lower right", title="signal (AUROC)")
+    ax.set_ylabel("true-positive rate\n(teacher right, signal high)")
+    legend_below(ax, ncols=1, title="signal (AUROC)")
     return ax
 
 

@@ -67,3 +67,14 @@ def test_stage_copies_the_config_toc_and_static_pages(tmp_path):
     assert (tmp_path / "book" / "references.bib").is_file() and (tmp_path / "book" / "references.md").is_file()
     assert not (tmp_path / "book" / "index.md").exists()  # chapters come executed, as .ipynb
 
+
+
+def test_no_page_or_source_holds_control_characters():
+    r"""A TeX command written in a non-raw Python string loses its backslash to an escape (``\varphi`` became a
+    vertical tab and ``arphi``, ``\big`` a backspace and ``ig``): MathJax then renders the wrong formula without
+    any error, so the characters themselves are what to look for."""
+    control = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+    sources = [*(PROJECT_ROOT / "book").glob("*.md"), *(PROJECT_ROOT / "cdlib").rglob("*.py"), PROJECT_ROOT / "README.md"]
+    bad = {str(p.relative_to(PROJECT_ROOT)): [i + 1 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines())
+                                               if control.search(line)] for p in sources}
+    assert not {path: lines for path, lines in bad.items() if lines}
