@@ -78,3 +78,11 @@ def test_no_page_or_source_holds_control_characters():
     bad = {str(p.relative_to(PROJECT_ROOT)): [i + 1 for i, line in enumerate(p.read_text(encoding="utf-8").splitlines())
                                                if control.search(line)] for p in sources}
     assert not {path: lines for path, lines in bad.items() if lines}
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_makes_its_figures_through_viz(name):
+    """Figures come from cdlib.viz (viz.figure, viz.stacked_figure, viz.accuracy_vs_compute_figure), which draws
+    them at the book's column width with text as large as the caption; a chapter's own plt.subplots would not."""
+    source = (PROJECT_ROOT / "book" / f"{name}.md").read_text(encoding="utf-8")
+    assert not re.findall(r"plt\.(?:subplots|figure)\(", source)
