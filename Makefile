@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= ci
 SEED ?= 0
+# Several seeds for every chapter, mean ± std over them, e.g. SEEDS="0 1 2" (default: the profile's seeds)
+SEEDS ?=
 # A data source as --data takes it (default: each chapter's own; synthetic for make bench), and config
 # overrides as --set takes them, separated by spaces: SET="student=student_micro data.informative_fraction=0.2"
 DATA ?=
@@ -25,7 +27,7 @@ help:
 	@echo "make book     execute every chapter (PROFILE=$(PROFILE)) and build _build/html"
 	@echo "make test     unit tests, chapter execution, nbval re-execution check, book build, browser check"
 	@echo "make browser  open every page of _build/html in headless chromium (math, images, no network)"
-	@echo "make chapter CH=<name> [SEED=1] [DATA=<source>] [SET=\"key=value ...\"] [PARAMS=\"-p knob value\"]"
+	@echo "make chapter CH=<name> [SEED=1] [SEEDS=\"0 1 2\"] [DATA=<source>] [SET=\"key=value ...\"] [PARAMS=\"-p knob value\"]"
 	@echo "             rerun one chapter with papermill (README: Rerun one chapter on other settings)"
 	@echo "make bench    python -m cdlib bench [DATA=<source>] [SET=...] (writes results.json)"
 	@echo "make publish  push _build/html to the gh-pages branch (ghp-import)"
@@ -43,7 +45,7 @@ $(STAMP): pyproject.toml
 
 # Execute every chapter with papermill (artifacts are trained on first use, then reused).
 execute: install
-	$(PY) -m cdlib book execute --profile $(PROFILE) --seed $(SEED) --out $(EXECUTED) $(CHAPTERS)
+	$(PY) -m cdlib book execute --profile $(PROFILE) --seed $(SEED) $(if $(SEEDS),--seeds $(SEEDS)) --out $(EXECUTED) $(CHAPTERS)
 
 # Build the HTML book from the executed notebooks, without re-executing them; warnings fail.
 html: install
@@ -63,7 +65,7 @@ chapter: install
 	@test -n "$(CH)" || (echo "usage: make chapter CH=<name> [SEED=1] [DATA=<source>] [SET='key=value ...'] [PARAMS='-p knob value ...']"; exit 2)
 	@mkdir -p $(EXECUTED)/book/partial
 	$(VENV)/bin/jupytext --to ipynb -o - book/$(CH).md | $(VENV)/bin/papermill - $(EXECUTED)/book/partial/$(CH).ipynb \
-		-p profile $(PROFILE) -p seed $(SEED) $(if $(DATA),-p data '$(DATA)') $(if $(SET),-p overrides '$(SET)') $(PARAMS) \
+		-p profile $(PROFILE) -p seed $(SEED) $(if $(SEEDS),-p seeds '$(SEEDS)') $(if $(DATA),-p data '$(DATA)') $(if $(SET),-p overrides '$(SET)') $(PARAMS) \
 		|| (echo "$(CH) failed: the executed notebook, with its error, is $(EXECUTED)/book/partial/$(CH).ipynb;" \
 			"$(EXECUTED)/book/$(CH).ipynb is unchanged"; exit 1)
 	mv $(EXECUTED)/book/partial/$(CH).ipynb $(EXECUTED)/book/$(CH).ipynb

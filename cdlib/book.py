@@ -25,7 +25,7 @@ STATIC_SUFFIXES = (".bib", ".png", ".svg", ".css")
 #: the values every chapter's ``parameters`` cell starts with (with ``data``, whose default is each chapter's
 #: own); only other values are injected, so that a chapter executed with its defaults shows one parameters
 #: cell, not two (see cdlib.chapter)
-CHAPTER_DEFAULTS = {"profile": "ci", "seed": 0, "overrides": []}
+CHAPTER_DEFAULTS = {"profile": "ci", "seed": 0, "seeds": [], "overrides": []}
 
 
 def _root() -> Path:
@@ -111,7 +111,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     # Notebooks hold the same outputs whether models were trained or loaded.
     os.environ["CDLIB_PROGRESS"] = "0"
-    given = {"profile": args.profile, "seed": args.seed, "overrides": list(args.overrides)}
+    given = {"profile": args.profile, "seed": args.seed, "seeds": list(args.seeds), "overrides": list(args.overrides)}
     parameters = {k: v for k, v in given.items() if v != CHAPTER_DEFAULTS[k]}
     if args.data is not None:
         parameters["data"] = args.data
@@ -142,6 +142,8 @@ def add_book_commands(subparsers) -> None:
     p.add_argument("chapters", nargs="+", metavar="NAME")
     p.add_argument("--profile", default="ci", help="config profile (default: ci)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[], metavar="SEED",
+                   help="run every chapter on these seeds, mean ± std over them (default: the profile's)")
     p.add_argument("--data", default=None, metavar="SOURCE",
                    help="data source for every chapter, as --data of bench takes it (default: each chapter's own)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -5,6 +5,7 @@ its own knobs::
 
     profile = "ci"       # a profile of cdlib.config.PROFILES ("full" runs its three seeds)
     seed = 0
+    seeds = []           # several seeds, e.g. [0, 1, 2], instead of the profile's (``seed``, or full's three)
     data = "synthetic"   # a data source exactly as --data takes it (cdlib.data.sources)
     overrides = []       # "key=value" strings exactly as --set takes them
 
@@ -59,6 +60,22 @@ def as_overrides(value: Any) -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"overrides: expected a list of 'key=value' strings, got {value!r}")
     return list(value)
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """``seeds`` as papermill may pass it (a list, one integer, or one string of seeds split by spaces or commas)
+    → a tuple of distinct integers in the order given."""
+    if isinstance(value, int):  # papermill's -p seeds 1
+        value = [value]
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    try:
+        seeds = tuple(dict.fromkeys(int(s) for s in value or ()))
+    except (TypeError, ValueError):
+        raise ConfigError(f"seeds: expected a list of integers, got {value!r}") from None
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"seeds: seeds are non-negative integers, got {list(seeds)}")
+    return seeds
 
 
 @dataclasses.dataclass
@@ -143,7 +160,8 @@ def _resolve_data(data: str, data_root: str | None, fold, base: Config):
 
 
 def setup_chapter(name: str, profile: str = "ci", seed: int = 0, data: str = "synthetic", overrides: Any = (),
-                  *, data_root: str | None = None, fold: Any = None, figures: bool = True, **knobs) -> Chapter:
+                  *, seeds: Any = (), data_root: str | None = None, fold: Any = None, figures: bool = True,
+                  **knobs) -> Chapter:
     """Configs, threads and figures of chapter ``name`` (``book/<name>.md``) from its parameters.
 
     ``data`` is a source as ``--data`` takes it; ``""`` means the shipped real set
@@ -151,8 +169,9 @@ def setup_chapter(name: str, profile: str = "ci", seed: int = 0, data: str = "sy
     ``data_root`` (a folder in the UCF101 layout) and ``fold`` (a fold number or
     ``"all"``) are the real-data chapter's shorthand for ``ucf101:<data_root>:<fold>``;
     ``fold`` also picks the fold of the shipped set. ``knobs`` are the chapter's own
-    parameters: they only feed the banner. With the ``full`` profile the chapter
-    runs its seeds (:func:`cdlib.config.full_profile_seeds`) instead of ``seed``.
+    parameters: they only feed the banner. ``seeds`` (a list) runs the chapter on
+    those seeds; empty, on the profile's: ``seed``, or with the ``full`` profile its
+    three (:func:`cdlib.config.full_profile_seeds`).
     """
     from cdlib.book import chapter_parameters
     from cdlib.data.sources import check_source, fold_sources
@@ -164,10 +183,12 @@ def setup_chapter(name: str, profile: str = "ci", seed: int = 0, data: str = "sy
     if named:
         check_source(chosen.source)  # a named source is used or refused, never replaced
     sources = fold_sources(chosen.source)
-    seeds = full_profile_seeds() if profile == "full" else (seed,)
+    given_seeds = _seeds(seeds)
+    seeds = given_seeds or (full_profile_seeds() if profile == "full" else (seed,))
     configs = [make_config(profile, s, one, overrides) for one in sources for s in seeds]
 
-    given = {"profile": profile, "seed": seed, "data": data, "overrides": overrides, **knobs}
+    given = {"profile": profile, "seed": seed, "seeds": list(given_seeds), "data": data, "overrides": overrides,
+             **knobs}
     if data_root is not None:
         given["data_root"] = data_root
     if fold is not None:

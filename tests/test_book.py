@@ -50,7 +50,7 @@ def test_chapter_sets_up_through_the_shared_helper_and_shows_the_banner_first(na
     code = [c for c in notebook.cells if c.cell_type == "code"]
     setup, banner = code[1], code[2]
     assert "remove-cell" in setup.metadata.get("tags", []), name
-    assert re.search(rf'setup_chapter\("{name}", profile, seed, data, overrides\b', setup.source), name
+    assert re.search(rf'setup_chapter\("{name}", profile, seed, data, overrides, seeds=seeds\b', setup.source), name
     assert "remove-input" in banner.metadata.get("tags", []) and banner.source.strip() == "chapter.banner()", name
 
 

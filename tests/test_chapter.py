@@ -43,6 +43,19 @@ def test_a_default_run_shows_no_banner_and_builds_the_clis_config():
     assert setup_chapter("index", "full", 0, figures=False).seeds == (0, 1, 2)
 
 
+def test_seeds_run_the_chapter_on_several_seeds_of_any_profile_and_say_so():
+    for given in ([2, 0, 1], "2 0 1", "2,0,1", (2, 0, 2, 1)):
+        chapter = setup_chapter("index", "ci", 0, seeds=given, figures=False)
+        assert chapter.seeds == (2, 0, 1)
+        assert chapter.configs == [make_config("ci", s, "synthetic") for s in (2, 0, 1)]
+        assert "- seeds = `[2, 0, 1]` (default `[]`)" in chapter.banner_text()
+    assert setup_chapter("index", "full", 0, seeds=[4], figures=False).seeds == (4,)
+    assert setup_chapter("index", seeds=4, figures=False).seeds == (4,)
+    for bad in (["a"], [-1]):
+        with pytest.raises(ConfigError, match="seeds:"):
+            setup_chapter("index", seeds=bad, figures=False)
+
+
 def test_a_rerun_names_every_difference_deterministically():
     kwargs = dict(profile="ci", seed=1, data="synthetic", overrides="student=student_micro data.informative_fraction=0.2",
                   figures=False, fractions=(0.1, 0.5))
