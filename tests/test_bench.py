@@ -1,5 +1,5 @@
-"""The benchmark (cdlib.bench, cdlib.evaluation, cdlib.selection, cdlib.timing) and the runs it builds on
-(cdlib.runs): curve summaries and the selection rules against direct computations, the wall-clock ratio on a
+"""The benchmark (cdlib.experiment.bench, cdlib.experiment.evaluation, cdlib.method.selection, cdlib.experiment.timing) and the runs it builds on
+(cdlib.experiment.runs): curve summaries and the selection rules against direct computations, the wall-clock ratio on a
 fake clock, the JSON contract of the benchmark module on a tiny end-to-end run, caching, and which config
 fields retrain which models."""
 
@@ -12,19 +12,19 @@ import pandas as pd
 import pytest
 import torch
 
-from cdlib import runs
 from cdlib.__main__ import main
-from cdlib.artifacts import ArtifactStore
-from cdlib.bench import benchmark_spec, run_benchmark
-from cdlib.calibration import auroc
-from cdlib.config import profile_config
-from cdlib import timing
-from cdlib.cost import achieved_gflop_s, fastest_parts, fastest_totals, ratio_of_totals, time_interleaved
-from cdlib.errors import ConfigError
-from cdlib.evaluation import video_outputs
-from cdlib.gating import get_policy, list_policies, run_policy
-from cdlib.selection import ce_baseline, curve_area, pareto_front, select_best, select_matched, select_points, summarize
-from cdlib.tables import (
+from cdlib.experiment import runs
+from cdlib.experiment import timing
+from cdlib.experiment.bench import benchmark_spec, run_benchmark
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.evaluation import video_outputs
+from cdlib.method.calibration import auroc
+from cdlib.method.cost import achieved_gflop_s, fastest_parts, fastest_totals, ratio_of_totals, time_interleaved
+from cdlib.method.gating import get_policy, list_policies, run_policy
+from cdlib.method.selection import ce_baseline, curve_area, pareto_front, select_best, select_matched, select_points, summarize
+from cdlib.runtime.artifacts import ArtifactStore
+from cdlib.runtime.errors import ConfigError
+from cdlib.experiment.tables import (
     BUDGET_AXIS,
     accuracy_table,
     config_value,
@@ -37,7 +37,7 @@ from cdlib.tables import (
     sweep_table,
     time_breakdown_table,
 )
-from cdlib.timing import STAGES, StageTimer, TimedPipeline, measure_wall_clock
+from cdlib.experiment.timing import STAGES, StageTimer, TimedPipeline, measure_wall_clock
 
 TINY = {
     "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
@@ -175,7 +175,7 @@ def test_summarize_against_hand_computed_values():
 
 
 def test_the_method_uses_the_student_whose_val_curve_covers_more_of_the_oracles():
-    from cdlib.selection import method_policy
+    from cdlib.method.selection import method_policy
 
     policies = hand_policies()
     method = method_policy(policies)
@@ -196,7 +196,7 @@ def test_the_method_uses_the_student_whose_val_curve_covers_more_of_the_oracles(
 
 
 def test_method_choice_frame_exit_comparison_and_harder_data_table():
-    from cdlib.tables import frame_exit_comparison, harder_data_table, method_choice
+    from cdlib.experiment.tables import frame_exit_comparison, harder_data_table, method_choice
 
     def result(seed, chosen, areas, fe_ratio, method_ratio, fe_budget_acc, method_budget_acc):
         points = {"dense_teacher": [point(10, 0.6)], "oracle": [point(1, 1.0)],
@@ -315,7 +315,7 @@ def test_the_ce_student_trains_on_the_teachers_clips_and_the_others_on_every_cli
 
 
 def test_students_and_signals_are_registries_the_benchmark_reads():
-    from cdlib import evaluation
+    from cdlib.experiment import evaluation
 
     assert runs.trained_students() == ["ce", "ce_all", "kd", "cd"]
     assert list(runs.STUDENTS) == [*runs.trained_students(), "cd_da", "cd_ctx"]
@@ -343,7 +343,7 @@ def test_students_and_signals_are_registries_the_benchmark_reads():
 
 
 def test_signals_whose_models_were_not_evaluated_are_left_out():
-    from cdlib import evaluation
+    from cdlib.experiment import evaluation
 
     outputs = {name: runs.ClipOutputs(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), labels=torch.zeros(2, dtype=torch.long),
                                       video=torch.zeros(2, dtype=torch.long), position=torch.arange(2),
@@ -362,7 +362,7 @@ def test_the_ce_baseline_of_the_ce_students_that_were_evaluated():
 
 
 def test_bench_policies_are_checked_when_the_config_is_built():
-    from cdlib.evaluation import evaluated_policies, evaluated_students
+    from cdlib.experiment.evaluation import evaluated_policies, evaluated_students
 
     with pytest.raises(ConfigError, match=r"bench\.policies.*unknown policy 'cd_gat'"):
         tiny_config(**{"bench.policies": "cd_gate,cd_gat"})
@@ -855,7 +855,7 @@ def test_accuracy_table_by_clip_group_and_video():
 
 
 def test_action_selection_table_against_a_direct_count():
-    from cdlib.tables import action_selection_table
+    from cdlib.experiment.tables import action_selection_table
 
     # video 0: clips 0 (action, teacher says 0), 1 (action, says 1), 2 (no action, says 0), label 0;
     # video 1: clips 3 (no action, says 1), 4 (action, says 0), label 1; video 2: clip 5 (no action), label 1
@@ -903,8 +903,8 @@ def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_r
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cdlib import gating
-    from cdlib.viz import plot_accuracy_vs_compute, plot_sweep
+    from cdlib.book.viz import plot_accuracy_vs_compute, plot_sweep
+    from cdlib.method import gating
 
     def first_k(video, k, *, generator=None, memo=None):
         """Teacher mean over the first ``min(k, N)`` clips."""
@@ -933,7 +933,7 @@ def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_re
     import re
     from pathlib import Path
 
-    from cdlib.losses import list_targets
+    from cdlib.method.losses import list_targets
 
     page = (Path(__file__).resolve().parent.parent / "book" / "method.md").read_text()
     named = set(re.findall(r"`([^`]+)`", page))
@@ -945,7 +945,7 @@ def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_re
 
 
 def test_distance_table_averages_each_candidate_over_seeds_per_swept_value():
-    from cdlib.tables import chosen_distance, distance_table
+    from cdlib.experiment.tables import chosen_distance, distance_table
 
     def result(seed, shift, chosen, aurocs):
         candidates = {f"{m}@0.99": {"method": m, "quantile": 0.99, "val_auroc": v, "test_auroc": t}
@@ -969,7 +969,7 @@ def test_distance_table_averages_each_candidate_over_seeds_per_swept_value():
 def test_a_benchmark_of_some_policies_trains_only_their_students_and_gives_their_numbers(tiny_run, monkeypatch):
     """bench.policies=cd_gate: the teacher and the CD student only, and the same points as the full benchmark."""
     cfg, store, full = tiny_run
-    from cdlib import evaluation
+    from cdlib.experiment import evaluation
 
     built = []
 
@@ -1001,7 +1001,7 @@ def test_a_benchmark_of_some_policies_trains_only_their_students_and_gives_their
 
 
 def test_harder_data_retrains_on_the_fraction_for_the_method_and_the_ce_sampler(monkeypatch):
-    from cdlib import bench
+    from cdlib.experiment import bench
 
     calls = []
     monkeypatch.setattr(bench, "run_benchmark", lambda cfg, store=None, timing=True: calls.append((cfg, timing)))
@@ -1019,7 +1019,7 @@ def test_accuracy_vs_compute_figure_fills_the_column_with_few_curves_per_panel_a
     import matplotlib.colors as mcolors
     import matplotlib.pyplot as plt
 
-    from cdlib import viz
+    from cdlib.book import viz
 
     _, _, result = tiny_run
     viz.setup()

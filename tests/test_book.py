@@ -11,7 +11,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from cdlib.book import CHAPTER_DEFAULTS, chapter_parameters, is_notebook, stage
+from cdlib.book.execute import CHAPTER_DEFAULTS, chapter_parameters, is_notebook, stage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TOC = (PROJECT_ROOT / "_toc.yml").read_text()

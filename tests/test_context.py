@@ -1,4 +1,4 @@
-"""The context student (cdlib.context): shapes, FLOPs, padding, the listwise loss, its start as the CD student,
+"""The context student (cdlib.method.context): shapes, FLOPs, padding, the listwise loss, its start as the CD student,
 whole-video prediction and timing paths, and that its training reads the train split only."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from cdlib import runs
-from cdlib.artifacts import ArtifactStore
-from cdlib.config import profile_config
-from cdlib.context import TEMPORAL_MODULES, context_student, listwise_loss, pad_videos
-from cdlib.cost import flops_per_clip
 from cdlib.data.base import ClipBank
+from cdlib.experiment import runs
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.train import predict
+from cdlib.method.context import TEMPORAL_MODULES, context_student, listwise_loss, pad_videos
+from cdlib.method.cost import flops_per_clip
 from cdlib.models import create_model, inference_module, preprocess
-from cdlib.train import predict
+from cdlib.runtime.artifacts import ArtifactStore
 
 SHAPE = (3, 8, 32, 32)
 

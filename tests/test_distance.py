@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from cdlib import distance, toy
-from cdlib.distance import (
+from cdlib.experiment import toy
+from cdlib.method import distance
+from cdlib.method.distance import (
     DistanceAwareHead,
     DistanceConfidence,
     DistanceGate,
@@ -22,8 +23,8 @@ from cdlib.distance import (
     fit_knn_distance,
     student_features,
 )
-from cdlib.errors import ConfigError
 from cdlib.models import create_model
+from cdlib.runtime.errors import ConfigError
 
 
 def clusters(n=300, dim=5, seed=0):
@@ -189,7 +190,7 @@ def test_the_distance_head_makes_the_students_score_s_da_and_keeps_its_class_log
 
 
 def test_the_distance_is_counted_in_the_students_flops():
-    from cdlib.cost import flops_per_clip
+    from cdlib.method.cost import flops_per_clip
 
     torch.manual_seed(0)
     model = create_model("student_fusion", num_classes=3).eval()
@@ -287,9 +288,9 @@ def test_the_toy_confidence_is_fitted_without_the_test_points(toy_distillation):
 
 
 def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, tmp_path):
-    from cdlib import runs
-    from cdlib.artifacts import ArtifactStore
-    from cdlib.config import profile_config
+    from cdlib.experiment import runs
+    from cdlib.experiment.config import profile_config
+    from cdlib.runtime.artifacts import ArtifactStore
 
     tiny = {
         "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,

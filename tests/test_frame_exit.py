@@ -1,4 +1,4 @@
-"""FrameExit as a baseline policy (cdlib.frame_exit, cdlib.gating.frame_exit and its artifacts, cost and timing):
+"""FrameExit as a baseline policy (cdlib.method.frame_exit, cdlib.method.gating.frame_exit and its artifacts, cost and timing):
 the visiting order, the gate's inputs and targets, the policy and its sweep against direct computations, the gate's
 training (train split only, deterministic), and a tiny end-to-end benchmark whose timed sequential path decides as
 the precomputed policy."""
@@ -8,15 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cdlib import runs
-from cdlib.artifacts import ArtifactStore
-from cdlib.bench import run_benchmark
-from cdlib.config import profile_config
-from cdlib.errors import ConfigError
-from cdlib.evaluation import GATE_COST, collect_outputs, video_outputs
-from cdlib.frame_exit import ExitGate, exit_inputs, exit_scores, exit_targets, fit_exit_gate, visiting_order
-from cdlib.gating import DEFAULT_EXIT_THRESHOLDS, Decision, VideoOutputs, frame_exit, get_policy, run_policy, sweep_policy
-from cdlib.timing import TimedPipeline
+from cdlib.experiment import runs
+from cdlib.experiment.bench import run_benchmark
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.evaluation import GATE_COST, collect_outputs, video_outputs
+from cdlib.experiment.timing import TimedPipeline
+from cdlib.method.frame_exit import ExitGate, exit_inputs, exit_scores, exit_targets, fit_exit_gate, visiting_order
+from cdlib.method.gating import DEFAULT_EXIT_THRESHOLDS, Decision, VideoOutputs, frame_exit, get_policy, run_policy, sweep_policy
+from cdlib.runtime.artifacts import ArtifactStore
+from cdlib.runtime.errors import ConfigError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -233,8 +233,8 @@ def test_the_gate_training_is_deterministic_and_learns_the_target():
     other = fit_exit_gate(*data, seed=4)
     assert not torch.equal(other.net[0].weight, first.net[0].weight)
     # it learned something: on its own training pairs its scores separate the targets better than chance
-    from cdlib.calibration import auroc
-    from cdlib.frame_exit import training_pairs
+    from cdlib.method.calibration import auroc
+    from cdlib.method.frame_exit import training_pairs
 
     inputs, targets = training_pairs(*data)
     with torch.no_grad():

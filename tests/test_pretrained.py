@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from cdlib.config import TrainConfig, profile_config
 from cdlib.data.base import ClipBank
-from cdlib.errors import ConfigError, WeightsError
+from cdlib.experiment.config import TrainConfig, profile_config
+from cdlib.runtime.errors import ConfigError, WeightsError
 from cdlib.models import (
     MEAN,
     STD,
@@ -19,9 +19,9 @@ from cdlib.models import (
     preprocess,
     weights_key,
 )
+from cdlib.experiment.train import set_determinism, train_model
 from cdlib.models.pretrained import IMAGENET_STATS
 from cdlib.models.weights import hub_file, torchvision_weights
-from cdlib.train import set_determinism, train_model
 
 
 def torchvision_net(arch, seed=0, **kwargs):
@@ -176,7 +176,7 @@ def test_weights_key_the_artifacts(tmp_path):
     assert weights_key("r3d_18", "") == ""
     assert weights_key("r3d_18", "DEFAULT") == weights_key("r3d_18", "KINETICS400_V1")
 
-    from cdlib.runs import student_spec, teacher_spec
+    from cdlib.experiment.runs import student_spec, teacher_spec
 
     ci = profile_config("ci")
     assert "weights" not in teacher_spec(ci) and "weights" not in student_spec(ci, "cd")
@@ -247,8 +247,8 @@ def test_parameter_groups_look_into_distributed_data_parallel(tmp_path):
 
 
 def test_a_run_missing_its_weights_fails_before_touching_the_data(no_download, monkeypatch, tmp_path):
-    from cdlib import runs
-    from cdlib.artifacts import ArtifactStore
+    from cdlib.experiment import runs
+    from cdlib.runtime.artifacts import ArtifactStore
 
     def no_data(*args, **kwargs):
         raise AssertionError("the data was loaded before the weights were checked")
