@@ -53,7 +53,7 @@ def join_processes(cfg) -> bool:
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.experiment.runs import get_outputs, get_teacher, weights_sha256
+    from cdlib.experiment.trained_models import get_outputs, get_teacher, weights_sha256
     from cdlib.experiment.train import clip_accuracy
 
     _, configs = run_configs(args)
@@ -80,7 +80,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_train_students(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.experiment.runs import get_outputs, get_student, trained_students
+    from cdlib.experiment.students import trained_students
+    from cdlib.experiment.trained_models import get_outputs, get_student
     from cdlib.experiment.train import clip_accuracy
 
     _, configs = run_configs(args)
@@ -103,7 +104,8 @@ def cmd_train_students(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from cdlib.experiment.bench import run_benchmark, write_json
     from cdlib.experiment.folds import format_folds, run_folds
-    from cdlib.experiment.runs import get_outputs, trained_students
+    from cdlib.experiment.students import trained_students
+    from cdlib.experiment.trained_models import get_outputs
     from cdlib.experiment.tables import format_table
     from cdlib.runtime import distributed
 

@@ -115,10 +115,11 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
 
 def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_code_does_not(tmp_path):
     """Copies of cdlib, each with its edits, give the benchmark's and the teacher's artifact keys: a table column
-    relabelled (cdlib.experiment.tables) or a docstring of cdlib.experiment.train or of a benchmark module changed re-times and retrains
-    nothing; changed code in any module that computes the benchmark's numbers makes a new benchmark key."""
-    script = ("from cdlib.experiment.bench import benchmark_spec; from cdlib.runtime.artifacts import config_hash; from cdlib.experiment.config import profile_config; "
-              "from cdlib.experiment.runs import teacher_spec; cfg = profile_config('ci'); "
+    relabelled (cdlib.experiment.tables) or a docstring of cdlib.experiment.train or of a benchmark module changed
+    re-times and retrains nothing; changed code in any module that computes the benchmark's numbers makes a new benchmark key."""
+    script = ("from cdlib.experiment.bench import benchmark_spec; from cdlib.runtime.artifacts import config_hash; "
+              "from cdlib.experiment.config import profile_config; "
+              "from cdlib.experiment.students import teacher_spec; cfg = profile_config('ci'); "
               "print(config_hash(benchmark_spec(cfg)), config_hash(teacher_spec(cfg)))")
 
     def keys(name, *edits):
@@ -136,15 +137,15 @@ def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_
         return run.stdout.split()
 
     bench_key, teacher_key = keys("unchanged")
-    assert keys("label", ("tables.py", '"best accuracy": best', '"best test accuracy": best')) == [bench_key, teacher_key]
-    assert keys("docstrings", ("train.py", "The training loop:", "The loop that trains:"),
-                ("evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")) == [bench_key, teacher_key]
+    assert keys("label", ("experiment/tables.py", '"best accuracy": best', '"best test accuracy": best')) == [bench_key, teacher_key]
+    assert keys("docstrings", ("experiment/train.py", "The training loop:", "The loop that trains:"),
+                ("experiment/evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")) == [bench_key, teacher_key]
     code_edits = {
-        "bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
-        "evaluation.py": ('flops.get("cd")', 'flops.get("kd")'),  # the numbers
-        "selection.py": ("_TOLERANCE = 1e-12", "_TOLERANCE = 1e-9"),  # the chosen points
-        "timing.py": ("return tuple(value) if", "return list(value) if"),  # the timed pipeline
+        "experiment/bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
+        "experiment/evaluation.py": ('flops.get("cd")', 'flops.get("kd")'),  # the numbers
+        "method/selection.py": ("_TOLERANCE = 1e-12", "_TOLERANCE = 1e-9"),  # the chosen points
+        "experiment/timing.py": ("return tuple(value) if", "return list(value) if"),  # the timed pipeline
     }
     for path, (old, new) in code_edits.items():
-        changed_bench, same_teacher = keys(f"code_{path}", (path, old, new))
+        changed_bench, same_teacher = keys(f"code_{path.replace('/', '_')}", (path, old, new))
         assert changed_bench != bench_key and same_teacher == teacher_key, path

@@ -288,7 +288,7 @@ def test_the_toy_confidence_is_fitted_without_the_test_points(toy_distillation):
 
 
 def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, tmp_path):
-    from cdlib.experiment import runs
+    from cdlib.experiment import clips, distance_student, fitting, trained_models
     from cdlib.experiment.config import profile_config
     from cdlib.runtime.artifacts import ArtifactStore
 
@@ -300,26 +300,27 @@ def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, t
     }
     cfg = profile_config("ci", 0).replace(**tiny)
     store = ArtifactStore(tmp_path)
-    real_get_clips = runs.get_clips
+    real_get_clips = clips.get_clips
     asked = []
 
     def recording_get_clips(cfg, split, store=None):
         asked.append(split)
         return real_get_clips(cfg, split, store)
 
-    monkeypatch.setattr(runs, "get_clips", recording_get_clips)
-    fitted = runs.get_distance_fit(cfg, store)
+    for module in (distance_student, trained_models, fitting):  # every module that reads clips for the fit
+        monkeypatch.setattr(module, "get_clips", recording_get_clips)
+    fitted = distance_student.get_distance_fit(cfg, store)
     assert set(asked) == {"train", "val"}
     assert list(fitted.candidates) == [distance.candidate_name(m, q) for m in cfg.distance.methods
                                        for q in cfg.distance.quantiles]
     assert fitted.chosen in fitted.candidates and set(fitted.val_auroc) == set(fitted.candidates)
-    shifted = runs.get_distance_fit(cfg.replace(**{"data.test_shift": 1.0}), store)  # the same artifact
+    shifted = distance_student.get_distance_fit(cfg.replace(**{"data.test_shift": 1.0}), store)  # the same artifact
     assert shifted.chosen == fitted.chosen and shifted.confidence.gate == fitted.confidence.gate
     asked.clear()
     test_cfg = cfg.replace(**{"data.test_shift": 1.0})
-    da, cd = runs.get_outputs(test_cfg, "cd_da", "test", store), runs.get_outputs(test_cfg, "cd", "test", store)
+    da, cd = trained_models.get_outputs(test_cfg, "cd_da", "test", store), trained_models.get_outputs(test_cfg, "cd", "test", store)
     assert "test" in asked
-    features = runs.get_features(test_cfg, "test", store)
+    features = distance_student.get_features(test_cfg, "test", store)
     assert da.score_logit.shape == cd.score_logit.shape == (len(features),)
     assert torch.equal(da.logits, cd.logits)
     expected = fitted.confidence(torch.sigmoid(cd.score_logit), features)

@@ -122,13 +122,13 @@ def test_prediction_is_the_same_streamed_or_in_memory(synthetic):
 
 
 def test_get_clips_streams_or_keeps_in_memory_as_configured(tmp_path):
-    from cdlib.experiment import runs
+    from cdlib.experiment import clips
     from cdlib.runtime.artifacts import ArtifactStore
 
     cfg = profile_config("ci").replace(**{f"data.{k}": v for k, v in vars(TINY).items()})
     store = ArtifactStore(tmp_path)
-    auto = runs.get_clips(cfg, "val", store)
-    off = runs.get_clips(cfg.replace(**{"runtime.in_memory": "off"}), "val", store)
+    auto = clips.get_clips(cfg, "val", store)
+    off = clips.get_clips(cfg.replace(**{"runtime.in_memory": "off"}), "val", store)
     assert isinstance(auto, ClipBank)  # a few KiB: auto keeps it in memory
     assert isinstance(off, StreamedClips)
     assert torch.equal(off.read(torch.arange(len(off))), auto.clips)

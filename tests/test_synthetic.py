@@ -251,7 +251,7 @@ def test_test_informative_fraction_changes_only_the_test_split():
         m = test.meta(i)
         assert (m.action_start, m.action_end) == (0, base.video_length) and m.informative.all()
     # 0 means "the same as informative_fraction": the test videos of 0 and of the training rho are the same
-    # (runs.data_spec gives both one key)
+    # (cdlib.experiment.clips.data_spec gives both one key)
     a, b = SyntheticActionVideos(base, "test", 0), SyntheticActionVideos(small(informative_fraction=0.3,
                                                                               test_informative_fraction=0.3), "test", 0)
     assert all(torch.equal(a.video(i), b.video(i)) for i in range(len(a)))

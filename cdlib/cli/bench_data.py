@@ -52,7 +52,8 @@ def _child() -> None:
 
     cfg = apply_overrides(profile_config(job["profile"], job["seed"]), job["overrides"])
     if job["kind"] == "train":
-        from cdlib.experiment.runs import get_clips, get_teacher
+        from cdlib.experiment.clips import get_clips
+        from cdlib.experiment.trained_models import get_teacher
 
         start = time.perf_counter()
         get_clips(cfg, "train")
@@ -66,7 +67,7 @@ def _child() -> None:
         import torch
 
         from cdlib.data.loading import BatchPlan, clip_loader
-        from cdlib.experiment.runs import get_clips
+        from cdlib.experiment.clips import get_clips
         from cdlib.experiment.train import epoch_order, epoch_seed
         from cdlib.runtime.device import resolve_runtime
 
@@ -85,7 +86,7 @@ def _child() -> None:
 def _run_child(base: dict, overrides: dict, kind: str, artifacts: Path) -> dict:
     job = {**base, "kind": kind, "overrides": [*base["overrides"], *(f"{k}={v}" for k, v in overrides.items())]}
     env = {**os.environ, "CDLIB_ARTIFACTS": str(artifacts), "CDLIB_PROGRESS": "0"}
-    project = Path(__file__).resolve().parent.parent
+    project = Path(__file__).resolve().parents[2]  # the folder holding cdlib/
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(job)], capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

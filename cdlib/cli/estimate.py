@@ -247,7 +247,7 @@ def phases(cfg: Config, teacher: ModelCost, student: ModelCost, size: DataSize) 
     """The work of training the teacher and the student ladder and running the benchmark of ``cfg`` (only the
     policies and students of ``bench.policies`` where it names some)."""
     from cdlib.experiment.evaluation import evaluated_policies, evaluated_students
-    from cdlib.experiment.runs import trained_students
+    from cdlib.experiment.students import trained_students
     from cdlib.method.gating import get_policy
 
     def per_epoch(train_cfg) -> float:

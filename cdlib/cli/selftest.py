@@ -243,7 +243,7 @@ class SelfTest:
         return ArtifactStore(self.artifacts)
 
     def train(self) -> str:
-        from cdlib.experiment.runs import get_student, get_teacher
+        from cdlib.experiment.trained_models import get_student, get_teacher
 
         cfg = small_config(self.device_name, self.tiny)
         store = self._store()

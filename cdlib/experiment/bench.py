@@ -111,7 +111,7 @@ from cdlib.experiment.evaluation import (
     signal_quality,
     sweep_policies,
 )
-from cdlib.experiment.runs import model_spec_of
+from cdlib.experiment.students import model_spec_of
 from cdlib.experiment.timing import measure_wall_clock
 from cdlib.method.selection import ce_baseline, select_points, summarize
 from cdlib.runtime.progress import log, progress_bar
@@ -120,10 +120,14 @@ VERSION = 2
 
 
 #: the modules whose code computes a benchmark result (not its tables or figures): a change to any of them makes
-#: a new result. runs: which outputs are evaluated; models.core: preprocessing and inference_module are timed.
-#: The code that trains or derives a model (cdlib.experiment.train, cdlib.method.distance, ...) is in that model's key.
-RESULT_CODE = ("cdlib.experiment.bench", "cdlib.experiment.evaluation", "cdlib.method.selection", "cdlib.experiment.timing", "cdlib.experiment.runs", "cdlib.method.gating",
-               "cdlib.method.cost", "cdlib.method.calibration", "cdlib.models.core")
+#: a new result. The modules of the trained models and their outputs (clips ... exit_gate): which outputs are
+#: evaluated; models.core: preprocessing and inference_module are timed. The code that trains or derives a model
+#: (cdlib.experiment.train, cdlib.method.distance, ...) is in that model's key.
+RESULT_CODE = ("cdlib.experiment.bench", "cdlib.experiment.evaluation", "cdlib.method.selection", "cdlib.experiment.timing",
+               "cdlib.experiment.clips", "cdlib.experiment.students", "cdlib.experiment.fitting", "cdlib.experiment.outputs",
+               "cdlib.experiment.trained_models", "cdlib.experiment.distance_student", "cdlib.experiment.context_student",
+               "cdlib.experiment.exit_gate", "cdlib.method.gating", "cdlib.method.cost", "cdlib.method.calibration",
+               "cdlib.models.core")
 
 
 def benchmark_spec(cfg: Config, timing: bool = True) -> dict:

@@ -26,17 +26,12 @@ from cdlib.runtime.artifacts import ArtifactStore
 from cdlib.runtime.errors import ConfigError
 from cdlib.runtime.progress import progress_bar
 from cdlib.runtime.registry import Registry
-from cdlib.experiment.runs import (
-    STUDENTS,
-    ClipOutputs,
-    get_clips,
-    get_distance_fit,
-    get_exit_gate,
-    get_exit_scores,
-    get_features,
-    get_model,
-    get_outputs,
-)
+from cdlib.experiment.clips import get_clips
+from cdlib.experiment.distance_student import get_distance_fit, get_features
+from cdlib.experiment.exit_gate import get_exit_gate, get_exit_scores
+from cdlib.experiment.outputs import ClipOutputs
+from cdlib.experiment.students import STUDENTS
+from cdlib.experiment.trained_models import get_model, get_outputs
 
 
 # ----------------------------------------------------------------------------- what is evaluated
@@ -70,7 +65,7 @@ GATE_COST = "frame_exit_gate"
 def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, ClipOutputs]:
     """Per-clip outputs on ``split`` of the teacher and of every student the benchmark evaluates
     (:func:`evaluated_students`). When a policy that reads FrameExit's exit scores is evaluated
-    (:func:`needs_exit_scores`), the teacher's outputs carry them (``exit_score``, :func:`cdlib.experiment.runs.get_exit_scores`)."""
+    (:func:`needs_exit_scores`), the teacher's outputs carry them (``exit_score``, :func:`cdlib.experiment.exit_gate.get_exit_scores`)."""
     outputs = {which: get_outputs(cfg, which, split, store) for which in ("teacher", *evaluated_students(cfg))}
     if needs_exit_scores(cfg):
         outputs["teacher"] = dataclasses.replace(outputs["teacher"], exit_score=get_exit_scores(cfg, split, store))
@@ -235,7 +230,7 @@ def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tenso
 
 
 def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict | None:
-    """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.experiment.runs.get_distance_fit`)
+    """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.experiment.distance_student.get_distance_fit`)
     with its ``method``, ``quantile``, gate ``reference`` and ``scale``, its ``val_auroc`` (what chose it) and
     its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal).
     None when the ``cd_da`` student is not evaluated (``test`` has no outputs of it)."""

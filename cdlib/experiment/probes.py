@@ -35,7 +35,13 @@ import torch
 from torch import nn
 
 from cdlib.data.base import ClipBank
+from cdlib.experiment.clips import data_spec, get_bank, resolve_store
+from cdlib.experiment.students import model_spec_of
+from cdlib.experiment.train import set_determinism
+from cdlib.experiment.trained_models import get_model, get_outputs, teacher_temperature
+from cdlib.method.calibration import fit_temperature
 from cdlib.models import preprocess
+from cdlib.runtime.artifacts import code_version
 from cdlib.runtime.errors import ConfigError
 
 #: scales of the normalised input tensor probed by default
@@ -224,13 +230,10 @@ def _from_payload(payload: dict) -> pd.DataFrame:
 
 def model_temperature(cfg, which: str = "teacher", store=None) -> float:
     """Temperature of a model's class logits fitted by NLL on the validation split
-    (:func:`cdlib.experiment.runs.teacher_temperature` for the teacher)."""
-    from cdlib.experiment import runs
-    from cdlib.method.calibration import fit_temperature
-
+    (:func:`cdlib.experiment.trained_models.teacher_temperature` for the teacher)."""
     if which == "teacher":
-        return runs.teacher_temperature(cfg, store)
-    val = runs.get_outputs(cfg, which, "val", store)
+        return teacher_temperature(cfg, store)
+    val = get_outputs(cfg, which, "val", store)
     return fit_temperature(val.logits, val.labels)
 
 
@@ -240,29 +243,25 @@ def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, 
 
     ``which`` is ``teacher`` or a student variant (``ce``, ``kd``, ``cd``; their
     class head is probed). The model is trained on first use
-    (:func:`cdlib.experiment.runs.get_model`); its stored outputs give the
+    (:func:`cdlib.experiment.trained_models.get_model`); its stored outputs give the
     ``action``/``uninformative`` rows, its temperature fitted on validation
     (:func:`model_temperature`) the ``confidence_ts`` column, and ``cfg.seed``
     seeds the noise clips and the scaled subset.
     """
-    from cdlib.experiment import runs
-    from cdlib.experiment.train import set_determinism
-    from cdlib.runtime.artifacts import code_version
-
     alphas = _check_alphas(alphas)
-    store = runs.resolve_store(store)
+    store = resolve_store(store)
     spec = {
-        "probe": which, "model": runs.model_spec_of(cfg, which), "split": split,
-        "clips": runs.data_spec(cfg, split), "alphas": list(alphas),
+        "probe": which, "model": model_spec_of(cfg, which), "split": split,
+        "clips": data_spec(cfg, split), "alphas": list(alphas),
         "max_clips": int(max_clips), "num_noise": int(num_noise), "code": code_version("cdlib.experiment.probes"),
     }
 
     def build(_):
-        trained = runs.get_model(cfg, which, store)
-        outputs = runs.get_outputs(cfg, which, split, store)
+        trained = get_model(cfg, which, store)
+        outputs = get_outputs(cfg, which, split, store)
         temperature = model_temperature(cfg, which, store)
         set_determinism(cfg.bench.num_threads)
-        table = probe_model(trained.model, runs.get_bank(cfg, split, store), temperature, alphas, max_clips,
+        table = probe_model(trained.model, get_bank(cfg, split, store), temperature, alphas, max_clips,
                             num_noise, seed=cfg.seed, logits=outputs.logits)
         return _to_payload(table)
 
@@ -296,10 +295,8 @@ def calibration_summary(logits, labels, informative, temperature: float, n_bins:
 
 def teacher_calibration(cfg, store=None, split: str = "test", n_bins: int = 15) -> pd.DataFrame:
     """:func:`calibration_summary` of the teacher of ``cfg`` on ``split``, ``T`` fitted on validation."""
-    from cdlib.experiment import runs
-
-    outputs = runs.get_outputs(cfg, "teacher", split, store)
-    temperature = runs.teacher_temperature(cfg, store)
+    outputs = get_outputs(cfg, "teacher", split, store)
+    temperature = teacher_temperature(cfg, store)
     return calibration_summary(outputs.logits, outputs.labels, outputs.informative, temperature, n_bins)
 
 

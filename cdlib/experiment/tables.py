@@ -19,7 +19,7 @@ import torch
 from cdlib.experiment.bench import run_benchmark
 from cdlib.experiment.config import Config
 from cdlib.experiment.evaluation import confidence_signals
-from cdlib.experiment.runs import ClipOutputs
+from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.timing import STAGES
 from cdlib.method.calibration import auprc, auroc
 from cdlib.method.selection import select_best

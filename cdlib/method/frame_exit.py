@@ -10,9 +10,9 @@ This module is the method alone, on tensors: the gate's inputs and targets
 after every step (:func:`exit_inputs`, :func:`exit_targets`), its training
 (:func:`fit_exit_gate`, on the train split's teacher outputs only) and the exit
 score of every clip (:func:`exit_scores`), which the policy
-:func:`cdlib.method.gating.frame_exit` thresholds. :mod:`cdlib.experiment.runs` caches the teacher's
-features, the gate and the scores as artifacts; :mod:`cdlib.experiment.timing` runs the
-same decision clip by clip.
+:func:`cdlib.method.gating.frame_exit` thresholds. :mod:`cdlib.experiment.exit_gate` caches the
+teacher's features, the gate and the scores as artifacts; :mod:`cdlib.experiment.timing` runs
+the same decision clip by clip.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from cdlib.runtime.errors import ConfigError
 
-#: how the gate is trained (:func:`fit_exit_gate`); part of the gate's artifact key (:func:`cdlib.experiment.runs.get_exit_gate`)
+#: how the gate is trained (:func:`fit_exit_gate`); part of the gate's artifact key (:func:`cdlib.experiment.exit_gate.get_exit_gate`)
 GATE_SETTINGS = {"hidden": 64, "steps": 300, "batch_size": 256, "lr": 3e-3, "weight_decay": 1e-4}
 
 
@@ -153,7 +153,7 @@ def fit_exit_gate(features: Tensor, logits: Tensor, labels: Tensor, video: Tenso
     """Train an :class:`ExitGate` with BCE on every (video, step) pair of the given clips; returned in eval mode.
 
     Pass the *train* split's per-clip teacher ``features [M, D]``, ``logits [M, K]``,
-    ``labels [M]`` and ``video [M]`` (as in :class:`cdlib.experiment.runs.ClipOutputs`).
+    ``labels [M]`` and ``video [M]`` (as in :class:`cdlib.experiment.outputs.ClipOutputs`).
     AdamW for ``steps`` minibatches of ``batch_size`` pairs drawn without
     replacement (an epoch at a time) from a generator seeded with ``seed``; the
     initialisation is seeded too, without touching torch's global RNG, so the

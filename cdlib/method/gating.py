@@ -672,7 +672,7 @@ def frame_exit(video: VideoOutputs, threshold: float, *, generator: torch.Genera
 
     ``exit_score [N]`` (:attr:`VideoOutputs.exit_score`) is the gate's output after
     the visit of each clip, computed beforehand from the teacher's outputs on every
-    clip (:func:`cdlib.experiment.runs.get_exit_scores`). That makes this evaluation exact:
+    clip (:func:`cdlib.experiment.exit_gate.get_exit_scores`). That makes this evaluation exact:
     the gate after step ``t`` reads only the clips visited up to ``t``, so the
     scores of the clips after ``t*``, which a deployment never computes, change
     nothing. A deployment runs the teacher step by step instead and cannot make one
@@ -718,7 +718,7 @@ class PolicySpec:
 
     ``knob``: ``"k"``, ``"k,coverage"``, ``"theta,k,lambda,coverage"`` or None.
     ``student``: which student's outputs it uses (None, or a student registered
-    in :data:`cdlib.experiment.runs.STUDENTS`); :attr:`needs_student` follows from it.
+    in :data:`cdlib.experiment.students.STUDENTS`); :attr:`needs_student` follows from it.
     ``student_reads``: for a policy with a student that some knobs do not read,
     ``(knob, num_clips) -> bool`` (:meth:`reads_student`). ``needs_score``: it reads the distilled
     score ``s`` (:func:`run_policy` refuses videos without one). ``needs_label``:

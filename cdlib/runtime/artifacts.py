@@ -42,7 +42,7 @@ def config_hash(obj: Any, length: int = 16) -> str:
 
 def project_root() -> Path | None:
     """The source checkout cdlib runs from (the folder holding pyproject.toml), if any."""
-    candidate = Path(__file__).resolve().parent.parent
+    candidate = Path(__file__).resolve().parents[2]  # <checkout>/cdlib/runtime/artifacts.py
     return candidate if (candidate / "pyproject.toml").is_file() else None
 
 
