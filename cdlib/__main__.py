@@ -9,7 +9,14 @@ import argparse
 import json
 import sys
 
-from cdlib.cli.options import add_config_options, add_device_option, add_run_options, config_from_args, output_file, print_skipped
+from cdlib.cli.options import (
+    add_config_options,
+    add_device_option,
+    add_run_options,
+    config_from_args,
+    output_file,
+    print_skipped,
+)
 from cdlib.runtime.errors import CdlibError, ConfigError
 
 
@@ -173,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.set_defaults(func=cmd_train_students)
 
-    p = sub.add_parser("bench", help="run the benchmark and write its JSON (schema: cdlib/experiment/bench.py; folds: cdlib/experiment/folds.py)")
+    p = sub.add_parser("bench", help="run the benchmark and write its JSON "
+                       "(schema: cdlib/experiment/bench.py; folds: cdlib/experiment/folds.py)")
     add_run_options(p)
     p.add_argument("--out", default=None, metavar="FILE", help="write the benchmark JSON here")
     p.add_argument("--recompute", action="store_true", help="re-evaluate (and re-time) even if a cached result exists")

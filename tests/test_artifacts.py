@@ -116,7 +116,8 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
 def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_code_does_not(tmp_path):
     """Copies of cdlib, each with its edits, give the benchmark's and the teacher's artifact keys: a table column
     relabelled (cdlib.experiment.tables) or a docstring of cdlib.experiment.train or of a benchmark module changed
-    re-times and retrains nothing; changed code in any module that computes the benchmark's numbers makes a new benchmark key."""
+    re-times and retrains nothing; changed code in any module that computes the benchmark's numbers makes a new
+    benchmark key."""
     script = ("from cdlib.experiment.bench import benchmark_spec; from cdlib.runtime.artifacts import config_hash; "
               "from cdlib.experiment.config import profile_config; "
               "from cdlib.experiment.students import teacher_spec; cfg = profile_config('ci'); "
@@ -137,9 +138,11 @@ def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_
         return run.stdout.split()
 
     bench_key, teacher_key = keys("unchanged")
-    assert keys("label", ("experiment/tables.py", '"best accuracy": best', '"best test accuracy": best')) == [bench_key, teacher_key]
-    assert keys("docstrings", ("experiment/train.py", "The training loop:", "The loop that trains:"),
-                ("experiment/evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")) == [bench_key, teacher_key]
+    relabelled = ("experiment/tables.py", '"best accuracy": best', '"best test accuracy": best')
+    assert keys("label", relabelled) == [bench_key, teacher_key]
+    reworded = [("experiment/train.py", "The training loop:", "The loop that trains:"),
+                ("experiment/evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")]
+    assert keys("docstrings", *reworded) == [bench_key, teacher_key]
     code_edits = {
         "experiment/bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
         "experiment/evaluation.py": ('flops.get("cd")', 'flops.get("kd")'),  # the numbers

@@ -325,7 +325,8 @@ def test_students_and_signals_are_registries_the_benchmark_reads():
     assert students.model_spec_of(cfg, "cd_ctx") == context_student.context_spec(cfg)
     with pytest.raises(ConfigError, match="either loss"):
         students.register_student("broken", "neither trained nor derived", students.StudentVariant())
-    students.register_student("kd_twin", "a second KD student", students.StudentVariant(loss=students.STUDENTS["kd"].loss))
+    students.register_student("kd_twin", "a second KD student",
+                              students.StudentVariant(loss=students.STUDENTS["kd"].loss))
     evaluation.register_signal("kd_twin_maxprob", "its max-softmax", lambda outputs: outputs["kd_twin"].score,
                                reads=["kd_twin"])
     try:
@@ -734,7 +735,8 @@ def test_a_test_only_override_evaluates_new_test_videos_with_the_same_models(tin
     cfg, store, _ = tiny_run
     trained = {kind: sorted((store.root / kind).iterdir()) for kind in ("teacher", "student-cd")}
     other = cfg.replace(**{"data.test_informative_fraction": 1.0})
-    shifted, base = trained_models.get_outputs(other, "teacher", "test", store), trained_models.get_outputs(cfg, "teacher", "test", store)
+    shifted = trained_models.get_outputs(other, "teacher", "test", store)
+    base = trained_models.get_outputs(cfg, "teacher", "test", store)
     assert bool((shifted.informative == 1).all()) and not bool((base.informative == 1).all())
     assert not torch.equal(shifted.logits, base.logits)
     assert {kind: sorted((store.root / kind).iterdir()) for kind in trained} == trained  # nothing retrained

@@ -318,7 +318,8 @@ def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, t
     assert shifted.chosen == fitted.chosen and shifted.confidence.gate == fitted.confidence.gate
     asked.clear()
     test_cfg = cfg.replace(**{"data.test_shift": 1.0})
-    da, cd = trained_models.get_outputs(test_cfg, "cd_da", "test", store), trained_models.get_outputs(test_cfg, "cd", "test", store)
+    da = trained_models.get_outputs(test_cfg, "cd_da", "test", store)
+    cd = trained_models.get_outputs(test_cfg, "cd", "test", store)
     assert "test" in asked
     features = distance_student.get_features(test_cfg, "test", store)
     assert da.score_logit.shape == cd.score_logit.shape == (len(features),)

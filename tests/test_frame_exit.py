@@ -272,7 +272,8 @@ def test_the_gate_reads_the_train_split_only(tmp_path, monkeypatch):
     splits = {arg for args in requested for arg in args if arg in ("train", "val", "test")}
     assert requested and splits == {"train"}
     # so nothing the test split alone depends on keys the gate
-    assert exit_gate.exit_gate_spec(cfg.replace(**{"data.test_shift": 0.5, "data.num_test": 3})) == exit_gate.exit_gate_spec(cfg)
+    test_only = cfg.replace(**{"data.test_shift": 0.5, "data.num_test": 3})
+    assert exit_gate.exit_gate_spec(test_only) == exit_gate.exit_gate_spec(cfg)
     assert exit_gate.exit_gate_spec(cfg.replace(seed=1)) != exit_gate.exit_gate_spec(cfg)
 
 

@@ -97,7 +97,8 @@ class Layout:
         return getattr(importlib.import_module(module), name)
 
 
-#: every real layout ``data.source`` can name (:class:`~cdlib.runtime.registry.Registry`), added by :func:`register_layout`
+#: every real layout ``data.source`` can name (:class:`~cdlib.runtime.registry.Registry`), added by
+#: :func:`register_layout`
 LAYOUTS: Registry[Layout] = Registry("data layout")
 
 

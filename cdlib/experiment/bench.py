@@ -3,10 +3,11 @@
 :func:`run_benchmark` trains (or loads) the teacher and the student ladder,
 evaluates every registered gating policy (or those of ``bench.policies``, with
 only the students they use) over its whole knob range on the val and the test
-split and counts FLOPs per clip with torch's flop counter (:mod:`cdlib.experiment.evaluation`), chooses each policy's operating points on val
+split and counts FLOPs per clip with torch's flop counter
+(:mod:`cdlib.experiment.evaluation`), chooses each policy's operating points on val
 (:mod:`cdlib.method.selection`), times the chosen points end to end (student and
-teacher really run) on a fixed thread count (:mod:`cdlib.experiment.timing`), and measures
-how well each confidence signal predicts that the teacher is right on a clip
+teacher really run) on a fixed thread count (:mod:`cdlib.experiment.timing`), and
+measures how well each confidence signal predicts that the teacher is right on a clip
 (:mod:`cdlib.experiment.evaluation`). The result is itself an artifact keyed by the config
 and the code that computes it, so the book and a second run read the same
 numbers; :func:`sweep` runs it over the values of one config field.

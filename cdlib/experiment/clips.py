@@ -97,7 +97,8 @@ def get_clips(cfg: Config, split: str, store: ArtifactStore | None = None) -> Cl
     """
     spec = data_spec(cfg, split)
     choice = resolve_runtime(cfg).in_memory
-    return _clips_cached(str(resolve_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True), choice)
+    return _clips_cached(str(resolve_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True),
+                         choice)
 
 
 def get_dataset(cfg: Config, split: str):

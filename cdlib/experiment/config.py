@@ -293,8 +293,8 @@ def _temporal_modules() -> list[str]:
 
 @_section("context")
 class ContextConfig:
-    """The context student ``cd_ctx`` (:mod:`cdlib.method.context`): the CD student's per-clip features of all clips of a
-    video through a temporal module before its heads, trained on whole train videos with the CD student's loss."""
+    """The context student ``cd_ctx`` (:mod:`cdlib.method.context`): the CD student's per-clip features of all
+    clips of a video through a temporal module before its heads, trained on whole train videos with the CD student's loss."""
 
     module: Annotated[str, registered("temporal module", _temporal_modules)] = "gru"
     hidden: Positive = 64  # units of the temporal module

@@ -32,7 +32,8 @@ def get_context_student(cfg: Config, store: ArtifactStore | None = None) -> Trai
     """``cd_ctx``: the CD student's trunk, a temporal module over the clips of a video and the two heads
     (:func:`cdlib.method.context.context_student`), the module and heads trained on whole train videos with the CD
     student's loss (its ``cfg.distill`` weights and target) plus ``context.rank_weight`` times the listwise
-    ranking term of the confidence targets (:func:`cdlib.method.context.listwise_loss`). It reads the train split only."""
+    ranking term of the confidence targets (:func:`cdlib.method.context.listwise_loss`). It reads the train split
+    only."""
     store = resolve_store(store)
     cd = get_student(cfg, "cd", store)
     c = cfg.context

@@ -86,7 +86,8 @@ def get_distance_fit(cfg: Config, store: ArtifactStore | None = None) -> Distanc
 
 def get_distance_student(cfg: Config, store: ArtifactStore | None = None) -> TrainedModel:
     """``cd_da``: the CD student with the distance-aware score head of :func:`get_distance_fit`'s chosen
-    confidence, so that ``σ(score_logit) = s_da`` (:func:`cdlib.method.distance.with_distance_head`); same class logits."""
+    confidence, so that ``σ(score_logit) = s_da`` (:func:`cdlib.method.distance.with_distance_head`); same class
+    logits."""
     cd = get_student(cfg, "cd", store)
     model = distance.with_distance_head(cd.model, get_distance_fit(cfg, store).confidence)
     return TrainedModel(name=cd.name, model=model, history=cd.history, spec=distance_spec(cfg))

@@ -65,7 +65,8 @@ GATE_COST = "frame_exit_gate"
 def collect_outputs(cfg: Config, store: ArtifactStore | None = None, split: str = "test") -> dict[str, ClipOutputs]:
     """Per-clip outputs on ``split`` of the teacher and of every student the benchmark evaluates
     (:func:`evaluated_students`). When a policy that reads FrameExit's exit scores is evaluated
-    (:func:`needs_exit_scores`), the teacher's outputs carry them (``exit_score``, :func:`cdlib.experiment.exit_gate.get_exit_scores`)."""
+    (:func:`needs_exit_scores`), the teacher's outputs carry them (``exit_score``,
+    :func:`cdlib.experiment.exit_gate.get_exit_scores`)."""
     outputs = {which: get_outputs(cfg, which, split, store) for which in ("teacher", *evaluated_students(cfg))}
     if needs_exit_scores(cfg):
         outputs["teacher"] = dataclasses.replace(outputs["teacher"], exit_score=get_exit_scores(cfg, split, store))
@@ -230,7 +231,8 @@ def confidence_signals(outputs: dict[str, ClipOutputs]) -> dict[str, torch.Tenso
 
 
 def distance_report(cfg: Config, test: dict[str, ClipOutputs], store: ArtifactStore | None = None) -> dict | None:
-    """The ``distance`` block: every distance-aware candidate of ``cfg.distance`` (:func:`cdlib.experiment.distance_student.get_distance_fit`)
+    """The ``distance`` block: every distance-aware candidate of ``cfg.distance``
+    (:func:`cdlib.experiment.distance_student.get_distance_fit`)
     with its ``method``, ``quantile``, gate ``reference`` and ``scale``, its ``val_auroc`` (what chose it) and
     its ``test_auroc`` (what it measures on the test clips), and the ``chosen`` one (the ``cd_da`` signal).
     None when the ``cd_da`` student is not evaluated (``test`` has no outputs of it)."""

@@ -244,8 +244,8 @@ TIMING_MODES = {"latency": ("", "wall_s_per_video"), "throughput": ("throughput_
 
 def time_breakdown_table(results: Sequence[dict]) -> pd.DataFrame:
     """Milliseconds per video of the dense teacher, the dense student and the method's matched point, split into
-    the timed pipeline's stages (:data:`cdlib.experiment.timing.STAGES`), one video at a time and in batches; the mean over
-    ``results`` (one per seed or fold).
+    the timed pipeline's stages (:data:`cdlib.experiment.timing.STAGES`), one video at a time and in batches; the
+    mean over ``results`` (one per seed or fold).
 
     Rows ``(point, mode)``: ``point`` is ``dense teacher``, ``dense student`` or
     ``method`` (the matched point of the policy :func:`method_choice` names); NaN

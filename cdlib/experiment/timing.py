@@ -83,7 +83,14 @@ from cdlib.experiment.clips import get_clips
 from cdlib.experiment.exit_gate import get_exit_gate, TeacherWithFeatures
 from cdlib.experiment.students import STUDENTS
 from cdlib.experiment.trained_models import get_model
-from cdlib.method.cost import achieved_gflop_s, fastest_parts, fastest_totals, ratio_of_totals, time_interleaved, timing_model
+from cdlib.method.cost import (
+    achieved_gflop_s,
+    fastest_parts,
+    fastest_totals,
+    ratio_of_totals,
+    time_interleaved,
+    timing_model,
+)
 from cdlib.method.frame_exit import check_threshold, visiting_order
 from cdlib.method.gating import Decision, PolicySpec, VideoOutputs, get_policy
 from cdlib.models import preprocess

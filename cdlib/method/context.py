@@ -15,7 +15,8 @@ student's, so before training the context student *is* the CD student; it is
 then trained on whole videos (one item = the clips of one video) with the CD
 student's own loss (:class:`cdlib.method.losses.ConfidenceDistillationLoss`, the same
 ``cfg.distill`` weights and target), on the train split's cached trunk features
-(:func:`cdlib.experiment.context_student.get_context_student`; this module holds the model and the loss, not the training loop).
+(:func:`cdlib.experiment.context_student.get_context_student`; this module holds the model and the loss, not the
+training loop).
 The trunk stays frozen: training the temporal module and the heads takes seconds,
 and the per-clip trunk the method times and counts is the one it already has.
 

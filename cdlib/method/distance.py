@@ -96,7 +96,8 @@ class FeatureStudent(nn.Module):
 @torch.no_grad()
 def student_features(model: nn.Module, clips: Tensor, batch_size: int = 256) -> dict[str, Tensor]:
     """Penultimate features ``φ [M, D]``, class ``logits [M, K]`` and ``score_logit [M]`` of a student on uint8 clips
-    held in memory (:class:`FeatureStudent`; :func:`cdlib.experiment.distance_student.get_features` does the same over a whole split)."""
+    held in memory (:class:`FeatureStudent`; :func:`cdlib.experiment.distance_student.get_features` does the same over a
+    whole split)."""
     from cdlib.models import preprocess
 
     wrapped = FeatureStudent(model).eval()

@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from cdlib.runtime.errors import ConfigError
 
-#: how the gate is trained (:func:`fit_exit_gate`); part of the gate's artifact key (:func:`cdlib.experiment.exit_gate.get_exit_gate`)
+#: how the gate is trained (:func:`fit_exit_gate`); part of the gate's artifact key
+#: (:func:`cdlib.experiment.exit_gate.get_exit_gate`)
 GATE_SETTINGS = {"hidden": 64, "steps": 300, "batch_size": 256, "lr": 3e-3, "weight_decay": 1e-4}
 
 

@@ -111,8 +111,8 @@ def select_points(policies: dict[str, list[dict]]) -> dict[str, dict[str, int | 
 
 
 def summarize(policies: dict[str, list[dict]]) -> dict:
-    """The ``summary`` block of the benchmark JSON (keys: :mod:`cdlib.experiment.bench`) from every evaluated policy's points
-    (``dense_teacher`` and ``oracle`` among them). The ``cd_*`` keys are those of the method's policy chosen on
+    """The ``summary`` block of the benchmark JSON (keys: :mod:`cdlib.experiment.bench`) from every evaluated
+    policy's points (``dense_teacher`` and ``oracle`` among them). The ``cd_*`` keys are those of the method's policy chosen on
     val (:func:`method_policy`, the ``method`` key); they and the ``sampler_maxprob`` keys are None where that
     policy is not evaluated."""
     selected = select_points(policies)
