@@ -60,7 +60,7 @@ book: execute
 #   make chapter CH=accuracy_vs_compute SEED=1 SET="student=student_micro data.informative_fraction=0.2"
 #   make chapter CH=real_videos DATA=ucf101:/data/UCF101:all
 # PARAMS passes further papermill options, e.g. a chapter's own knobs: PARAMS="-y 'fractions: [0.1, 0.5]'".
-# It executes into $(EXECUTED)/book/partial/ and replaces the chapter only if every cell ran (cdlib.book.partial_path).
+# It executes into $(EXECUTED)/book/partial/ and replaces the chapter only if every cell ran (cdlib.book.execute.partial_path).
 chapter: install
 	@test -n "$(CH)" || (echo "usage: make chapter CH=<name> [SEED=1] [DATA=<source>] [SET='key=value ...'] [PARAMS='-p knob value ...']"; exit 2)
 	@mkdir -p $(EXECUTED)/book/partial

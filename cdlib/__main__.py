@@ -9,14 +9,21 @@ import argparse
 import json
 import sys
 
-from cdlib.cli import add_config_options, add_device_option, add_run_options, config_from_args, output_file, print_skipped
-from cdlib.errors import CdlibError, ConfigError
+from cdlib.cli.options import (
+    add_config_options,
+    add_device_option,
+    add_run_options,
+    config_from_args,
+    output_file,
+    print_skipped,
+)
+from cdlib.runtime.errors import CdlibError, ConfigError
 
 
 def store_from_args(args: argparse.Namespace):
     """The artifact store of ``--artifacts`` (default: ``$CDLIB_ARTIFACTS`` or ./artifacts), refused if it
     cannot be a folder."""
-    from cdlib.artifacts import ArtifactStore
+    from cdlib.runtime.artifacts import ArtifactStore
 
     store = ArtifactStore(args.artifacts)
     try:
@@ -30,7 +37,7 @@ def store_from_args(args: argparse.Namespace):
 def run_configs(args: argparse.Namespace):
     """The config of the arguments, refused if its data source cannot be used, and one config per fold."""
     from cdlib.data.sources import check_source
-    from cdlib.folds import fold_configs
+    from cdlib.experiment.folds import fold_configs
 
     cfg = config_from_args(args)
     check_source(cfg.data.source)
@@ -44,8 +51,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def join_processes(cfg) -> bool:
     """Under torchrun, join the process group on the config's device; True in process 0 (the one that prints)."""
-    from cdlib import distributed
-    from cdlib.device import resolve_runtime
+    from cdlib.runtime import distributed
+    from cdlib.runtime.device import resolve_runtime
 
     distributed.init_from_env(resolve_runtime(cfg).device)
     return distributed.is_main()
@@ -53,8 +60,8 @@ def join_processes(cfg) -> bool:
 
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.runs import get_outputs, get_teacher, weights_sha256
-    from cdlib.train import clip_accuracy
+    from cdlib.experiment.trained_models import get_outputs, get_teacher, weights_sha256
+    from cdlib.experiment.train import clip_accuracy
 
     _, configs = run_configs(args)
     store = store_from_args(args)
@@ -71,7 +78,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         print(f"video-level test accuracy: {scores['video_accuracy']:.4f}  (dense averaging of clip softmax)")
         print_skipped(skipped_videos(cfg.data, cfg.seed))
         if args.json and len(configs) == 1:
-            from cdlib.artifacts import atomic_write
+            from cdlib.runtime.artifacts import atomic_write
 
             atomic_write(args.json, lambda handle: handle.write(json.dumps(scores, indent=1) + "\n"), mode="w")
             print(f"wrote {args.json}")
@@ -80,8 +87,9 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 def cmd_train_students(args: argparse.Namespace) -> int:
     from cdlib.data import skipped_videos
-    from cdlib.runs import get_outputs, get_student, trained_students
-    from cdlib.train import clip_accuracy
+    from cdlib.experiment.students import trained_students
+    from cdlib.experiment.trained_models import get_outputs, get_student
+    from cdlib.experiment.train import clip_accuracy
 
     _, configs = run_configs(args)
     store = store_from_args(args)
@@ -101,11 +109,12 @@ def cmd_train_students(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cdlib import distributed
-    from cdlib.bench import run_benchmark, write_json
-    from cdlib.tables import format_table
-    from cdlib.folds import format_folds, run_folds
-    from cdlib.runs import get_outputs, trained_students
+    from cdlib.experiment.bench import run_benchmark, write_json
+    from cdlib.experiment.folds import format_folds, run_folds
+    from cdlib.experiment.students import trained_students
+    from cdlib.experiment.trained_models import get_outputs
+    from cdlib.experiment.tables import format_table
+    from cdlib.runtime import distributed
 
     cfg, configs = run_configs(args)
     if args.out:
@@ -136,13 +145,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from cdlib.selftest import run_selftest
+    from cdlib.cli.selftest import run_selftest
 
     return 0 if run_selftest(args.device or "auto", tiny=args.tiny, artifacts=args.artifacts) else 1
 
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
-    from cdlib.bench_data import run_data_benchmark
+    from cdlib.cli.bench_data import run_data_benchmark
 
     config_from_args(args)  # checks the options before any work
     run_data_benchmark(args.profile, args.seed, args.overrides, scales=args.scales, workers=args.workers,
@@ -171,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.set_defaults(func=cmd_train_students)
 
-    p = sub.add_parser("bench", help="run the benchmark and write its JSON (schema: cdlib/bench.py; folds: cdlib/folds.py)")
+    p = sub.add_parser("bench", help="run the benchmark and write its JSON "
+                       "(schema: cdlib/experiment/bench.py; folds: cdlib/experiment/folds.py)")
     add_run_options(p)
     p.add_argument("--out", default=None, metavar="FILE", help="write the benchmark JSON here")
     p.add_argument("--recompute", action="store_true", help="re-evaluate (and re-time) even if a cached result exists")
@@ -206,13 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE", help="write the measurements as JSON")
     p.set_defaults(func=cmd_bench_data)
 
-    from cdlib.book import add_book_commands
-    from cdlib.data.cli import add_data_commands
+    from cdlib.book.execute import add_book_commands
+    from cdlib.cli.data import add_data_commands
 
     add_data_commands(sub)
     add_book_commands(sub)
 
-    from cdlib.estimate import add_estimate_command
+    from cdlib.cli.estimate import add_estimate_command
 
     add_estimate_command(sub)
     return parser
@@ -226,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if "cdlib.distributed" in sys.modules:  # a command joined torchrun's processes: leave cleanly
-            sys.modules["cdlib.distributed"].shutdown()
+        if "cdlib.runtime.distributed" in sys.modules:  # a command joined torchrun's processes: leave cleanly
+            sys.modules["cdlib.runtime.distributed"].shutdown()
 
 
 if __name__ == "__main__":

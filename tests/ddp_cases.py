@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_train import toy_bank  # noqa: E402
 
-from cdlib import distributed  # noqa: E402
-from cdlib.config import TrainConfig  # noqa: E402
+from cdlib.experiment.config import TrainConfig  # noqa: E402
+from cdlib.experiment.train import predict, set_determinism, train_model  # noqa: E402
 from cdlib.models import create_model  # noqa: E402
-from cdlib.train import predict, set_determinism, train_model  # noqa: E402
+from cdlib.runtime import distributed  # noqa: E402
 
 #: 13 clips per epoch in batches of 4: the last batch has one clip, so a second process gets none
 TRAIN = TrainConfig(epochs=2, batch_size=4, lr=1e-2, clips_per_video=1)
@@ -74,7 +74,7 @@ def predict_run() -> dict:
 
 
 def artifact_runs(out: Path) -> dict:
-    from cdlib.artifacts import ArtifactStore
+    from cdlib.runtime.artifacts import ArtifactStore
 
     store = ArtifactStore(out / "store")
     calls = {"collective": 0, "alone": 0}

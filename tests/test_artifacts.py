@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import cdlib
-from cdlib.artifacts import ArtifactStore, atomic_save, code_version, verified_load
-from cdlib.errors import ArtifactError
+from cdlib.runtime.artifacts import ArtifactStore, atomic_save, code_version, verified_load
+from cdlib.runtime.errors import ArtifactError
 
 
 def test_get_or_create_builds_once_then_loads(tmp_path):
@@ -66,8 +66,8 @@ def test_atomic_save_leaves_old_file_intact_when_writing_fails(tmp_path):
 
 
 def test_code_version_depends_on_the_modules():
-    assert code_version("cdlib.models") != code_version("cdlib.train")
-    assert code_version("cdlib.models", "cdlib.train") == code_version("cdlib.train", "cdlib.models")
+    assert code_version("cdlib.models") != code_version("cdlib.experiment.train")
+    assert code_version("cdlib.models", "cdlib.experiment.train") == code_version("cdlib.experiment.train", "cdlib.models")
 
 
 def _load_variant(tmp_path, name: str, source: str):
@@ -86,10 +86,10 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
     import ast
     from pathlib import Path
 
-    import cdlib.train
-    from cdlib.artifacts import source_fingerprint
+    import cdlib.experiment.train
+    from cdlib.runtime.artifacts import source_fingerprint
 
-    original = Path(cdlib.train.__file__).read_text()
+    original = Path(cdlib.experiment.train.__file__).read_text()
     lines = original.splitlines(keepends=True)
     function = next(n for n in ast.parse(original).body if isinstance(n, ast.FunctionDef) and ast.get_docstring(n))
     docstring_line = function.body[0].lineno - 1  # the line that opens the function's docstring
@@ -107,7 +107,7 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
     assert len(set(variants.values())) == 4
     fingerprints = {what: source_fingerprint(_load_variant(tmp_path, f"train_{what}", text))
                     for what, text in variants.items()}
-    assert fingerprints["original"] == source_fingerprint(cdlib.train)
+    assert fingerprints["original"] == source_fingerprint(cdlib.experiment.train)
     assert fingerprints["docstring"] == fingerprints["original"]  # a docstring edit retrains nothing
     assert fingerprints["comment_and_layout"] == fingerprints["original"]
     assert fingerprints["code"] != fingerprints["original"]  # new code makes new artifacts
@@ -115,10 +115,12 @@ def test_code_fingerprint_ignores_docstrings_comments_and_layout_but_not_code(tm
 
 def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_code_does_not(tmp_path):
     """Copies of cdlib, each with its edits, give the benchmark's and the teacher's artifact keys: a table column
-    relabelled (cdlib.tables) or a docstring of cdlib.train or of a benchmark module changed re-times and retrains
-    nothing; changed code in any module that computes the benchmark's numbers makes a new benchmark key."""
-    script = ("from cdlib.bench import benchmark_spec; from cdlib.artifacts import config_hash; from cdlib.config import profile_config; "
-              "from cdlib.runs import teacher_spec; cfg = profile_config('ci'); "
+    relabelled (cdlib.experiment.tables) or a docstring of cdlib.experiment.train or of a benchmark module changed
+    re-times and retrains nothing; changed code in any module that computes the benchmark's numbers makes a new
+    benchmark key."""
+    script = ("from cdlib.experiment.bench import benchmark_spec; from cdlib.runtime.artifacts import config_hash; "
+              "from cdlib.experiment.config import profile_config; "
+              "from cdlib.experiment.students import teacher_spec; cfg = profile_config('ci'); "
               "print(config_hash(benchmark_spec(cfg)), config_hash(teacher_spec(cfg)))")
 
     def keys(name, *edits):
@@ -136,15 +138,17 @@ def test_a_relabelled_table_or_a_training_docstring_keeps_every_key_and_changed_
         return run.stdout.split()
 
     bench_key, teacher_key = keys("unchanged")
-    assert keys("label", ("tables.py", '"best accuracy": best', '"best test accuracy": best')) == [bench_key, teacher_key]
-    assert keys("docstrings", ("train.py", "The training loop:", "The loop that trains:"),
-                ("evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")) == [bench_key, teacher_key]
+    relabelled = ("experiment/tables.py", '"best accuracy": best', '"best test accuracy": best')
+    assert keys("label", relabelled) == [bench_key, teacher_key]
+    reworded = [("experiment/train.py", "The training loop:", "The loop that trains:"),
+                ("experiment/evaluation.py", "Evaluating the teacher", "Evaluation of the teacher")]
+    assert keys("docstrings", *reworded) == [bench_key, teacher_key]
     code_edits = {
-        "bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
-        "evaluation.py": ('flops.get("cd")', 'flops.get("kd")'),  # the numbers
-        "selection.py": ("_TOLERANCE = 1e-12", "_TOLERANCE = 1e-9"),  # the chosen points
-        "timing.py": ("return tuple(value) if", "return list(value) if"),  # the timed pipeline
+        "experiment/bench.py": ("VERSION = 2", "VERSION = 3"),  # the JSON's assembly
+        "experiment/evaluation.py": ('flops.get("cd")', 'flops.get("kd")'),  # the numbers
+        "method/selection.py": ("_TOLERANCE = 1e-12", "_TOLERANCE = 1e-9"),  # the chosen points
+        "experiment/timing.py": ("return tuple(value) if", "return list(value) if"),  # the timed pipeline
     }
     for path, (old, new) in code_edits.items():
-        changed_bench, same_teacher = keys(f"code_{path}", (path, old, new))
+        changed_bench, same_teacher = keys(f"code_{path.replace('/', '_')}", (path, old, new))
         assert changed_bench != bench_key and same_teacher == teacher_key, path

@@ -14,10 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from cdlib.config import DataConfig
 from cdlib.data.layouts import HMDB51Videos, KineticsVideos, UCF101Videos, build_layout_dataset
 from cdlib.data.video import load_clips, read_video
-from cdlib.errors import CdlibError, ConfigError, DataError, VideoError
+from cdlib.experiment.config import DataConfig
+from cdlib.runtime.errors import CdlibError, ConfigError, DataError, VideoError
 
 T = 4
 TWO_CLASSES = (("Alpha", 60, 12), ("Beta", 180, 12))

@@ -11,7 +11,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from cdlib.book import CHAPTER_DEFAULTS, chapter_parameters, is_notebook, stage
+from cdlib.book.execute import CHAPTER_DEFAULTS, chapter_parameters, is_notebook, stage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TOC = (PROJECT_ROOT / "_toc.yml").read_text()
@@ -82,7 +82,7 @@ def test_no_page_or_source_holds_control_characters():
 
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_makes_its_figures_through_viz(name):
-    """Figures come from cdlib.viz (viz.figure, viz.stacked_figure, viz.accuracy_vs_compute_figure), which draws
+    """Figures come from cdlib.book.viz (viz.figure, viz.stacked_figure, viz.accuracy_vs_compute_figure), which draws
     them at the book's column width with text as large as the caption; a chapter's own plt.subplots would not."""
     source = (PROJECT_ROOT / "book" / f"{name}.md").read_text(encoding="utf-8")
     assert not re.findall(r"plt\.(?:subplots|figure)\(", source)

@@ -1,4 +1,4 @@
-"""The browser check (cdlib.browser): its pure parts, and real Chromium on small pages that show each defect."""
+"""The browser check (cdlib.book.browser): its pure parts, and real Chromium on small pages that show each defect."""
 
 import importlib.util
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cdlib import browser
+from cdlib.book import browser
 
 #: a 1x1 PNG
 PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdlib.calibration import (
+from cdlib.method.calibration import (
     TEMPERATURE_BOUNDS,
     adaptive_ece,
     apply_temperature,
@@ -22,7 +22,7 @@ from cdlib.calibration import (
     reliability_diagram,
     roc_curve,
 )
-from cdlib.errors import ConfigError
+from cdlib.runtime.errors import ConfigError
 
 
 def _random(m=200, k=5, seed=0, scale=2.0):

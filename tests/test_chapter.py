@@ -1,4 +1,4 @@
-"""The chapters' shared setup (cdlib.chapter): the CLI's config path, refusal of named data, the fallback, the
+"""The chapters' shared setup (cdlib.book.chapter): the CLI's config path, refusal of named data, the fallback, the
 banner, and one chapter run through papermill with an override."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from cdlib.chapter import as_overrides, setup_chapter
-from cdlib.config import make_config
-from cdlib.errors import ConfigError, DataError
+from cdlib.book.chapter import as_overrides, setup_chapter
+from cdlib.experiment.config import make_config
+from cdlib.runtime.errors import ConfigError, DataError
 
 
 @pytest.mark.parametrize(
@@ -118,8 +118,8 @@ def test_no_data_named_means_the_shipped_set_or_only_when_it_is_missing_the_fall
 
 def test_a_chapter_run_through_papermill_takes_the_override(tmp_path, monkeypatch):
     """The index chapter on a tiny config: the override reaches the config the benchmark records."""
-    from cdlib.artifacts import project_root
-    from cdlib.book import execute_chapter
+    from cdlib.book.execute import execute_chapter
+    from cdlib.runtime.artifacts import project_root
 
     store = tmp_path / "store"
     monkeypatch.setenv("CDLIB_ARTIFACTS", str(store))
@@ -143,7 +143,7 @@ def test_a_failing_chapter_keeps_the_last_executed_one_and_leaves_its_error_besi
     """execute_chapter replaces its output only when every cell ran; a failure keeps the old notebook."""
     from papermill.exceptions import PapermillExecutionError
 
-    from cdlib.book import execute_chapter, partial_path
+    from cdlib.book.execute import execute_chapter, partial_path
 
     front = ("---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
              "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n")

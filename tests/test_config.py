@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from cdlib.artifacts import config_hash
-from cdlib.config import Config, DataConfig, TrainConfig, apply_overrides, make_config, profile_config
-from cdlib.errors import ConfigError
+from cdlib.experiment.config import Config, DataConfig, TrainConfig, apply_overrides, make_config, profile_config
+from cdlib.runtime.artifacts import config_hash
+from cdlib.runtime.errors import ConfigError
 
 
 def test_profiles_differ_and_unknown_profile_is_rejected():
@@ -137,7 +137,7 @@ def test_rules_between_fields(overrides, named):
 
 
 def test_names_are_read_from_their_registries_when_checked(request):
-    from cdlib import losses
+    from cdlib.method import losses
 
     with pytest.raises(ConfigError, match="distill.target: unknown confidence target 'margin'"):
         profile_config("ci").replace(**{"distill.target": "margin"})
@@ -160,7 +160,7 @@ def test_command_line_strings_parse_to_the_field_types():
 def test_make_config_is_the_command_lines_path():
     import argparse
 
-    from cdlib.cli import add_run_options, config_from_args
+    from cdlib.cli.options import add_run_options, config_from_args
 
     parser = argparse.ArgumentParser()
     add_run_options(parser)

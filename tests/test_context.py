@@ -1,4 +1,4 @@
-"""The context student (cdlib.context): shapes, FLOPs, padding, the listwise loss, its start as the CD student,
+"""The context student (cdlib.method.context): shapes, FLOPs, padding, the listwise loss, its start as the CD student,
 whole-video prediction and timing paths, and that its training reads the train split only."""
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ import math
 import pytest
 import torch
 
-from cdlib import runs
-from cdlib.artifacts import ArtifactStore
-from cdlib.config import profile_config
-from cdlib.context import TEMPORAL_MODULES, context_student, listwise_loss, pad_videos
-from cdlib.cost import flops_per_clip
 from cdlib.data.base import ClipBank
+from cdlib.experiment import clips, distance_student, fitting, trained_models
+from cdlib.experiment import context_student as context_student_module  # cdlib.method.context has context_student
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.train import predict
+from cdlib.method.context import TEMPORAL_MODULES, context_student, listwise_loss, pad_videos
+from cdlib.method.cost import flops_per_clip
 from cdlib.models import create_model, inference_module, preprocess
-from cdlib.train import predict
+from cdlib.runtime.artifacts import ArtifactStore
 
 SHAPE = (3, 8, 32, 32)
 
@@ -145,28 +146,32 @@ TINY = {
 def test_the_context_student_trains_on_the_train_split_only_and_is_cached(tmp_path, monkeypatch):
     cfg = profile_config("ci", 0).replace(**TINY)
     store = ArtifactStore(tmp_path)
-    runs.get_student(cfg, "cd", store)  # trained first: its training reads val for its history
+    trained_models.get_student(cfg, "cd", store)  # trained first: its training reads val for its history
     read = []
-    for name in ("get_features", "get_outputs", "get_clips"):
-        original = getattr(runs, name)
+    # every module on the way from the context student to the data, where each looks these names up
+    for module in (context_student_module, distance_student, trained_models, fitting, clips):
+        for name in ("get_features", "get_outputs", "get_clips"):
+            if not hasattr(module, name):
+                continue
+            original = getattr(module, name)
 
-        def recording(c, *args, original=original, name=name, **kwargs):
-            split = next(a for a in args if a in ("train", "val", "test"))
-            read.append((name, split))
-            return original(c, *args, **kwargs)
+            def recording(c, *args, original=original, name=name, **kwargs):
+                split = next(a for a in args if a in ("train", "val", "test"))
+                read.append((name, split))
+                return original(c, *args, **kwargs)
 
-        monkeypatch.setattr(runs, name, recording)
-    trained = runs.get_context_student(cfg, store)
+            monkeypatch.setattr(module, name, recording)
+    trained = context_student_module.get_context_student(cfg, store)
     assert read and {split for _, split in read} == {"train"}, read
     assert [h["epoch"] for h in trained.history] == [1, 2]
     assert math.isfinite(trained.history[-1]["train_rank"])
-    again = runs.get_context_student(cfg, store)
+    again = context_student_module.get_context_student(cfg, store)
     for a, b in zip(trained.model.state_dict().values(), again.model.state_dict().values()):
         assert torch.equal(a, b)
     # the outputs the benchmark evaluates come from the model through whole-video prediction
     monkeypatch.undo()
-    outputs = runs.get_outputs(cfg, "cd_ctx", "test", store)
-    bank = runs.get_clips(cfg, "test", store)
+    outputs = trained_models.get_outputs(cfg, "cd_ctx", "test", store)
+    bank = clips.get_clips(cfg, "test", store)
     with torch.no_grad():
         first = trained.model(preprocess(bank.video_clips(0)))
     torch.testing.assert_close(outputs.score_logit[bank.video == 0], first[1], atol=1e-5, rtol=1e-5)

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from cdlib.__main__ import main
-from cdlib.config import profile_config
-from cdlib.cost import flops_per_clip, time_call
-from cdlib.device import Runtime, autocast, resolve_device, resolve_runtime, timed
-from cdlib.errors import ConfigError
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.train import predict
+from cdlib.method.cost import flops_per_clip, time_call
 from cdlib.models import create_model
-from cdlib.train import predict
+from cdlib.runtime.device import Runtime, autocast, resolve_device, resolve_runtime, timed
+from cdlib.runtime.errors import ConfigError
 from test_train import toy_bank
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from cdlib import distance, toy
-from cdlib.distance import (
+from cdlib.experiment import toy
+from cdlib.method import distance
+from cdlib.method.distance import (
     DistanceAwareHead,
     DistanceConfidence,
     DistanceGate,
@@ -22,8 +23,8 @@ from cdlib.distance import (
     fit_knn_distance,
     student_features,
 )
-from cdlib.errors import ConfigError
 from cdlib.models import create_model
+from cdlib.runtime.errors import ConfigError
 
 
 def clusters(n=300, dim=5, seed=0):
@@ -189,7 +190,7 @@ def test_the_distance_head_makes_the_students_score_s_da_and_keeps_its_class_log
 
 
 def test_the_distance_is_counted_in_the_students_flops():
-    from cdlib.cost import flops_per_clip
+    from cdlib.method.cost import flops_per_clip
 
     torch.manual_seed(0)
     model = create_model("student_fusion", num_classes=3).eval()
@@ -287,9 +288,9 @@ def test_the_toy_confidence_is_fitted_without_the_test_points(toy_distillation):
 
 
 def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, tmp_path):
-    from cdlib import runs
-    from cdlib.artifacts import ArtifactStore
-    from cdlib.config import profile_config
+    from cdlib.experiment import clips, distance_student, fitting, trained_models
+    from cdlib.experiment.config import profile_config
+    from cdlib.runtime.artifacts import ArtifactStore
 
     tiny = {
         "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
@@ -299,26 +300,28 @@ def test_the_video_confidence_reads_only_the_train_and_val_splits(monkeypatch, t
     }
     cfg = profile_config("ci", 0).replace(**tiny)
     store = ArtifactStore(tmp_path)
-    real_get_clips = runs.get_clips
+    real_get_clips = clips.get_clips
     asked = []
 
     def recording_get_clips(cfg, split, store=None):
         asked.append(split)
         return real_get_clips(cfg, split, store)
 
-    monkeypatch.setattr(runs, "get_clips", recording_get_clips)
-    fitted = runs.get_distance_fit(cfg, store)
+    for module in (distance_student, trained_models, fitting):  # every module that reads clips for the fit
+        monkeypatch.setattr(module, "get_clips", recording_get_clips)
+    fitted = distance_student.get_distance_fit(cfg, store)
     assert set(asked) == {"train", "val"}
     assert list(fitted.candidates) == [distance.candidate_name(m, q) for m in cfg.distance.methods
                                        for q in cfg.distance.quantiles]
     assert fitted.chosen in fitted.candidates and set(fitted.val_auroc) == set(fitted.candidates)
-    shifted = runs.get_distance_fit(cfg.replace(**{"data.test_shift": 1.0}), store)  # the same artifact
+    shifted = distance_student.get_distance_fit(cfg.replace(**{"data.test_shift": 1.0}), store)  # the same artifact
     assert shifted.chosen == fitted.chosen and shifted.confidence.gate == fitted.confidence.gate
     asked.clear()
     test_cfg = cfg.replace(**{"data.test_shift": 1.0})
-    da, cd = runs.get_outputs(test_cfg, "cd_da", "test", store), runs.get_outputs(test_cfg, "cd", "test", store)
+    da = trained_models.get_outputs(test_cfg, "cd_da", "test", store)
+    cd = trained_models.get_outputs(test_cfg, "cd", "test", store)
     assert "test" in asked
-    features = runs.get_features(test_cfg, "test", store)
+    features = distance_student.get_features(test_cfg, "test", store)
     assert da.score_logit.shape == cd.score_logit.shape == (len(features),)
     assert torch.equal(da.logits, cd.logits)
     expected = fitted.confidence(torch.sigmoid(cd.score_logit), features)

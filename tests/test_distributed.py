@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cdlib import distributed
+from cdlib.runtime import distributed
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent

@@ -1,4 +1,4 @@
-"""The GPU-time estimate of a profile (cdlib.estimate) and the README table it generates."""
+"""The GPU-time estimate of a profile (cdlib.cli.estimate) and the README table it generates."""
 
 import re
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cdlib.config import profile_config
-from cdlib.estimate import (
+from cdlib.experiment.config import profile_config
+from cdlib.cli.estimate import (
     README_END,
     README_START,
     REFERENCE_IMAGES_PER_S,

@@ -1,4 +1,4 @@
-"""Several folds (cdlib.folds): mean ± std against a direct computation, and ``bench --data <source>:all`` end
+"""Several folds (cdlib.experiment.folds): mean ± std against a direct computation, and ``bench --data <source>:all`` end
 to end, with a broken video named on stderr and in ``data.skipped``."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import statistics
 
 import pytest
 
-from cdlib import folds
 from cdlib.__main__ import main
-from cdlib.config import profile_config
+from cdlib.experiment import folds
+from cdlib.experiment.config import profile_config
 
 
 def fake_result(fold, seed, dense, ratio, auroc, skipped=()):

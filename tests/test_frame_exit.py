@@ -1,4 +1,4 @@
-"""FrameExit as a baseline policy (cdlib.frame_exit, cdlib.gating.frame_exit and its artifacts, cost and timing):
+"""FrameExit as a baseline policy (cdlib.method.frame_exit, cdlib.method.gating.frame_exit and its artifacts, cost and timing):
 the visiting order, the gate's inputs and targets, the policy and its sweep against direct computations, the gate's
 training (train split only, deterministic), and a tiny end-to-end benchmark whose timed sequential path decides as
 the precomputed policy."""
@@ -8,15 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cdlib import runs
-from cdlib.artifacts import ArtifactStore
-from cdlib.bench import run_benchmark
-from cdlib.config import profile_config
-from cdlib.errors import ConfigError
-from cdlib.evaluation import GATE_COST, collect_outputs, video_outputs
-from cdlib.frame_exit import ExitGate, exit_inputs, exit_scores, exit_targets, fit_exit_gate, visiting_order
-from cdlib.gating import DEFAULT_EXIT_THRESHOLDS, Decision, VideoOutputs, frame_exit, get_policy, run_policy, sweep_policy
-from cdlib.timing import TimedPipeline
+from cdlib.experiment import exit_gate
+from cdlib.experiment.bench import run_benchmark
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.evaluation import GATE_COST, collect_outputs, video_outputs
+from cdlib.experiment.timing import TimedPipeline
+from cdlib.method.frame_exit import ExitGate, exit_inputs, exit_scores, exit_targets, fit_exit_gate, visiting_order
+from cdlib.method.gating import DEFAULT_EXIT_THRESHOLDS, Decision, VideoOutputs, frame_exit, get_policy, run_policy, sweep_policy
+from cdlib.runtime.artifacts import ArtifactStore
+from cdlib.runtime.errors import ConfigError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -233,8 +233,8 @@ def test_the_gate_training_is_deterministic_and_learns_the_target():
     other = fit_exit_gate(*data, seed=4)
     assert not torch.equal(other.net[0].weight, first.net[0].weight)
     # it learned something: on its own training pairs its scores separate the targets better than chance
-    from cdlib.calibration import auroc
-    from cdlib.frame_exit import training_pairs
+    from cdlib.method.calibration import auroc
+    from cdlib.method.frame_exit import training_pairs
 
     inputs, targets = training_pairs(*data)
     with torch.no_grad():
@@ -264,16 +264,17 @@ def test_the_gate_reads_the_train_split_only(tmp_path, monkeypatch):
             return function(cfg, *args, **kwargs)
         return call
 
-    for name in ("get_outputs", "get_teacher_features"):
-        monkeypatch.setattr(runs, name, recording(getattr(runs, name)))
+    for name in ("get_outputs", "get_teacher_features"):  # as the exit gate's module looks them up
+        monkeypatch.setattr(exit_gate, name, recording(getattr(exit_gate, name)))
     cfg = tiny_config()
-    gate = runs.get_exit_gate(cfg, ArtifactStore(tmp_path))
+    gate = exit_gate.get_exit_gate(cfg, ArtifactStore(tmp_path))
     assert isinstance(gate, ExitGate) and not gate.training
     splits = {arg for args in requested for arg in args if arg in ("train", "val", "test")}
     assert requested and splits == {"train"}
     # so nothing the test split alone depends on keys the gate
-    assert runs.exit_gate_spec(cfg.replace(**{"data.test_shift": 0.5, "data.num_test": 3})) == runs.exit_gate_spec(cfg)
-    assert runs.exit_gate_spec(cfg.replace(seed=1)) != runs.exit_gate_spec(cfg)
+    test_only = cfg.replace(**{"data.test_shift": 0.5, "data.num_test": 3})
+    assert exit_gate.exit_gate_spec(test_only) == exit_gate.exit_gate_spec(cfg)
+    assert exit_gate.exit_gate_spec(cfg.replace(seed=1)) != exit_gate.exit_gate_spec(cfg)
 
 
 # ----------------------------------------------------------------------------- teacher features
@@ -285,7 +286,7 @@ def test_teacher_with_features_returns_the_teachers_logits_and_the_classifiers_i
     x = torch.randn(2, 3, 8, 32, 32)
     for name in ("c3d_small", "r3d_18"):
         teacher = create_model(name, num_classes=5).eval()
-        wrapped = runs.TeacherWithFeatures(teacher).eval()
+        wrapped = exit_gate.TeacherWithFeatures(teacher).eval()
         with torch.no_grad():
             logits, features = wrapped(x)
             torch.testing.assert_close(logits, teacher(x), atol=1e-5, rtol=1e-5)
@@ -296,7 +297,7 @@ def test_teacher_with_features_returns_the_teachers_logits_and_the_classifiers_i
         assert features.shape == (2, head.in_features)
         assert isinstance(teacher.net.fc if name == "r3d_18" else teacher.classifier, torch.nn.Linear)  # unchanged
     with pytest.raises(ConfigError, match="teacher features"):
-        runs.TeacherWithFeatures(create_model("student_tiny", num_classes=5))
+        exit_gate.TeacherWithFeatures(create_model("student_tiny", num_classes=5))
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -311,7 +312,7 @@ def tiny_run(tmp_path_factory):
 def test_the_benchmark_has_frame_exit_points_with_gate_steps_and_the_gate_flops(tiny_run):
     cfg, store, result = tiny_run
     assert list(result["policies"]) == ["dense_teacher", "oracle", "frame_exit"]
-    gate = runs.get_exit_gate(cfg, store)
+    gate = exit_gate.get_exit_gate(cfg, store)
     gate_flops = 2 * (gate.feature_dim + gate.num_classes) * 64 + 2 * 64
     assert result["cost"]["gflops_per_clip"][GATE_COST] == pytest.approx(gate_flops / 1e9)
     teacher_gflops = result["cost"]["teacher_gflops_per_clip"]

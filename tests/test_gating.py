@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cdlib.errors import ConfigError
-from cdlib.gating import (
+from cdlib.runtime.errors import ConfigError
+from cdlib.method.gating import (
     POLICIES,
     Decision,
     PolicySpec,

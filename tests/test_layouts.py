@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cdlib.config import DataConfig
 from cdlib.data import build_dataset
+from cdlib.experiment.config import DataConfig
 from cdlib.data.layouts import (
     HMDB51Videos,
     KineticsVideos,
@@ -20,7 +20,7 @@ from cdlib.data.layouts import (
     parse_source,
     video_group,
 )
-from cdlib.errors import ConfigError, DataError
+from cdlib.runtime.errors import ConfigError, DataError
 
 T = 4  # clip length used on the tiny trees (16x16 videos of 13-20 frames)
 LEVEL = {"Gamma": 200, "Alpha": 60, "Beta": 120}

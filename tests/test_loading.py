@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from cdlib.config import DataConfig, TrainConfig, profile_config
 from cdlib.data import ClipBank, build_dataset
 from cdlib.data.loading import BatchPlan, ClipReader, StreamedClips, clip_loader, decoded_bytes
-from cdlib.device import Runtime
-from cdlib.train import epoch_order, predict, set_determinism, train_model
+from cdlib.experiment.config import DataConfig, TrainConfig, profile_config
+from cdlib.experiment.train import epoch_order, predict, set_determinism, train_model
+from cdlib.runtime.device import Runtime
 
 TINY = DataConfig(num_classes=3, video_length=32, num_train=9, num_val=3, num_test=3, height=16, width=16)
 
@@ -122,13 +122,13 @@ def test_prediction_is_the_same_streamed_or_in_memory(synthetic):
 
 
 def test_get_clips_streams_or_keeps_in_memory_as_configured(tmp_path):
-    from cdlib import runs
-    from cdlib.artifacts import ArtifactStore
+    from cdlib.experiment import clips
+    from cdlib.runtime.artifacts import ArtifactStore
 
     cfg = profile_config("ci").replace(**{f"data.{k}": v for k, v in vars(TINY).items()})
     store = ArtifactStore(tmp_path)
-    auto = runs.get_clips(cfg, "val", store)
-    off = runs.get_clips(cfg.replace(**{"runtime.in_memory": "off"}), "val", store)
+    auto = clips.get_clips(cfg, "val", store)
+    off = clips.get_clips(cfg.replace(**{"runtime.in_memory": "off"}), "val", store)
     assert isinstance(auto, ClipBank)  # a few KiB: auto keeps it in memory
     assert isinstance(off, StreamedClips)
     assert torch.equal(off.read(torch.arange(len(off))), auto.clips)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cdlib.errors import ConfigError
-from cdlib.losses import CONFIDENCE_TARGETS, ConfidenceDistillationLoss, get_target, list_targets
+from cdlib.method.losses import CONFIDENCE_TARGETS, ConfidenceDistillationLoss, get_target, list_targets
+from cdlib.runtime.errors import ConfigError
 
 B, K = 7, 5
 
@@ -26,7 +26,7 @@ def _softmax(z):
 
 
 def _target_direct(name, q, y):
-    """The four confidence targets (cdlib.losses.CONFIDENCE_TARGETS) on python lists."""
+    """The four confidence targets (cdlib.method.losses.CONFIDENCE_TARGETS) on python lists."""
     if name == "true_class_prob":
         return q[y]
     if name == "max_prob":

@@ -1,4 +1,4 @@
-"""The calibration and ranking metrics of :mod:`cdlib.calibration` against well-kept reference libraries.
+"""The calibration and ranking metrics of :mod:`cdlib.method.calibration` against well-kept reference libraries.
 
 scikit-learn gives AUROC, average precision, the ROC and precision-recall curves, the log-loss and the
 Brier score; torchmetrics gives the expected calibration error. Neither implements adaptive (equal-mass)
@@ -11,7 +11,7 @@ import torch
 from sklearn import metrics as skm
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from cdlib.calibration import adaptive_ece, auprc, auroc, brier, ece, nll, pr_curve, roc_curve
+from cdlib.method.calibration import adaptive_ece, auprc, auroc, brier, ece, nll, pr_curve, roc_curve
 
 
 def _random_probs(m: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from cdlib.config import PROFILES, profile_config
-from cdlib.cost import flops_per_clip
-from cdlib.errors import ConfigError
-from cdlib.estimate import model_cost
+from cdlib.cli.estimate import model_cost
+from cdlib.experiment.config import PROFILES, profile_config
+from cdlib.method.cost import flops_per_clip
+from cdlib.runtime.errors import ConfigError
 from cdlib.models import (
     MEAN,
     STD,

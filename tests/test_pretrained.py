@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from cdlib.config import TrainConfig, profile_config
 from cdlib.data.base import ClipBank
-from cdlib.errors import ConfigError, WeightsError
+from cdlib.experiment.config import TrainConfig, profile_config
+from cdlib.runtime.errors import ConfigError, WeightsError
 from cdlib.models import (
     MEAN,
     STD,
@@ -19,9 +19,9 @@ from cdlib.models import (
     preprocess,
     weights_key,
 )
+from cdlib.experiment.train import set_determinism, train_model
 from cdlib.models.pretrained import IMAGENET_STATS
 from cdlib.models.weights import hub_file, torchvision_weights
-from cdlib.train import set_determinism, train_model
 
 
 def torchvision_net(arch, seed=0, **kwargs):
@@ -176,7 +176,7 @@ def test_weights_key_the_artifacts(tmp_path):
     assert weights_key("r3d_18", "") == ""
     assert weights_key("r3d_18", "DEFAULT") == weights_key("r3d_18", "KINETICS400_V1")
 
-    from cdlib.runs import student_spec, teacher_spec
+    from cdlib.experiment.students import student_spec, teacher_spec
 
     ci = profile_config("ci")
     assert "weights" not in teacher_spec(ci) and "weights" not in student_spec(ci, "cd")
@@ -247,17 +247,20 @@ def test_parameter_groups_look_into_distributed_data_parallel(tmp_path):
 
 
 def test_a_run_missing_its_weights_fails_before_touching_the_data(no_download, monkeypatch, tmp_path):
-    from cdlib import runs
-    from cdlib.artifacts import ArtifactStore
+    from cdlib.experiment import clips, fitting, trained_models
+    from cdlib.runtime.artifacts import ArtifactStore
 
     def no_data(*args, **kwargs):
         raise AssertionError("the data was loaded before the weights were checked")
 
-    monkeypatch.setattr(runs, "get_bank", no_data)
+    for module in (clips, fitting, trained_models):  # every module that reads the clips on the way to training
+        for name in ("get_bank", "get_clips"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, no_data)
     store = ArtifactStore(tmp_path / "artifacts")
     cfg = profile_config("ci").replace(teacher="r3d_18", teacher_weights="KINETICS400_V1",
                                        student="resnet18_tsn", student_weights="IMAGENET1K_V1")
     with pytest.raises(WeightsError, match="r3d_18-b3b3357e.pth"):
-        runs.get_teacher(cfg, store)
+        trained_models.get_teacher(cfg, store)
     with pytest.raises(WeightsError, match="resnet18-f37072fd.pth"):
-        runs.get_student(cfg, "ce", store)
+        trained_models.get_student(cfg, "ce", store)

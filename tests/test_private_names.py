@@ -63,9 +63,11 @@ def test_no_module_uses_another_modules_private_names():
 
 
 def test_the_check_finds_private_names_used_outside_their_module():
-    probes, models = PACKAGE / "probes.py", PACKAGE / "models" / "__init__.py"
-    assert private_uses(probes, "from cdlib import runs\nstore = runs._store(None)\n") == ["cdlib.runs._store"]
+    probes, models = PACKAGE / "experiment" / "probes.py", PACKAGE / "models" / "__init__.py"
+    assert private_uses(probes, "from cdlib.experiment import clips\nstore = clips._store(None)\n") == [
+        "cdlib.experiment.clips._store"]
     assert private_uses(probes, "from cdlib.models.small import _cheap_view\n") == ["cdlib.models.small._cheap_view"]
-    assert private_uses(probes, "from cdlib import runs\nstore = runs.resolve_store(None)\n") == []
+    assert private_uses(probes, "from cdlib.experiment import clips\nstore = clips.resolve_store(None)\n") == []
     assert private_uses(models, "from cdlib.models.small import _cheap_view\n") == []  # its package's __init__
-    assert private_uses(PACKAGE / "runs.py", "from cdlib import runs\nruns._store(None)\n") == []  # its own module
+    clips = PACKAGE / "experiment" / "clips.py"
+    assert private_uses(clips, "from cdlib.experiment import clips\nclips._store(None)\n") == []  # its own module

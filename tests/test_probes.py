@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from cdlib.calibration import calibration_report
 from cdlib.data.base import ClipBank
-from cdlib.errors import ConfigError
+from cdlib.method.calibration import calibration_report
 from cdlib.models import create_model, preprocess
-from cdlib.probes import (
+from cdlib.runtime.errors import ConfigError
+from cdlib.experiment.probes import (
     GROUPS,
     PROBE_COLUMNS,
     _from_payload,

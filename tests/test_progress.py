@@ -2,7 +2,7 @@
 
 import sys
 
-from cdlib import progress
+from cdlib.runtime import progress
 
 
 def test_a_log_file_gets_one_line_per_bar_with_its_count_and_postfix(capsys, monkeypatch):

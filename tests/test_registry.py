@@ -1,15 +1,15 @@
-"""The one registry pattern (cdlib.registry.Registry) and the four registries built on it."""
+"""The one registry pattern (cdlib.runtime.registry.Registry) and the four registries built on it."""
 
 from __future__ import annotations
 
 import pytest
 
 from cdlib.data.sources import LAYOUTS, parse_source
-from cdlib.errors import ConfigError
-from cdlib.gating import POLICIES, get_policy
-from cdlib.losses import CONFIDENCE_TARGETS, get_target
+from cdlib.method.gating import POLICIES, get_policy
+from cdlib.method.losses import CONFIDENCE_TARGETS, get_target
 from cdlib.models import MODELS, model_spec
-from cdlib.registry import Registry
+from cdlib.runtime.errors import ConfigError
+from cdlib.runtime.registry import Registry
 
 
 def test_entries_are_kept_in_registration_order_with_their_descriptions():

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from cdlib.data.shipped import SHIPPED, check_shipped, shipped_path, verify_checksums
-from cdlib.errors import DataError
+from cdlib.runtime.errors import DataError
 
 
 @pytest.mark.parametrize("name", list(SHIPPED))

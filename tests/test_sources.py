@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from cdlib.config import DataConfig
 from cdlib.data.layouts import UCF101Videos, build_layout_dataset
+from cdlib.experiment.config import DataConfig
 from cdlib.data.sources import (
     LAYOUTS,
     Layout,
@@ -19,7 +19,7 @@ from cdlib.data.sources import (
     register_layout,
     source_forms,
 )
-from cdlib.errors import ConfigError, DataError
+from cdlib.runtime.errors import ConfigError, DataError
 
 
 def assert_refused(source, path, *words):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from cdlib.config import DataConfig
 from cdlib.data import build_dataset
 from cdlib.data.synthetic import PATTERNS, SyntheticActionVideos
-from cdlib.errors import ConfigError
+from cdlib.experiment.config import DataConfig
+from cdlib.runtime.errors import ConfigError
 
 SMALL = dict(height=16, width=16, video_length=40, clip_length=8, num_classes=6, num_train=12, num_val=8, num_test=8)
 
@@ -163,7 +163,7 @@ BAD_KNOBS = [
 
 @pytest.mark.parametrize("knob,value", BAD_KNOBS, ids=[f"{k}={v}" for k, v in BAD_KNOBS])
 def test_out_of_range_knob_raises_config_error_naming_it(knob, value):
-    # the config refuses the value when it is built (cdlib.config), before any video is generated
+    # the config refuses the value when it is built (cdlib.experiment.config), before any video is generated
     with pytest.raises(ConfigError, match=rf"data\.{knob}\b") as info:
         SyntheticActionVideos(small(**{knob: value}), "train", 0)
     assert isinstance(info.value, ValueError)
@@ -251,7 +251,7 @@ def test_test_informative_fraction_changes_only_the_test_split():
         m = test.meta(i)
         assert (m.action_start, m.action_end) == (0, base.video_length) and m.informative.all()
     # 0 means "the same as informative_fraction": the test videos of 0 and of the training rho are the same
-    # (runs.data_spec gives both one key)
+    # (cdlib.experiment.clips.data_spec gives both one key)
     a, b = SyntheticActionVideos(base, "test", 0), SyntheticActionVideos(small(informative_fraction=0.3,
                                                                               test_informative_fraction=0.3), "test", 0)
     assert all(torch.equal(a.video(i), b.video(i)) for i in range(len(a)))

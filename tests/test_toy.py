@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from cdlib.calibration import fit_temperature
-from cdlib.errors import ConfigError
-from cdlib.toy import (
+from cdlib.method.calibration import fit_temperature
+from cdlib.runtime.errors import ConfigError
+from cdlib.experiment.toy import (
     ToyMLP,
     confidence_grid,
     log_alphas,

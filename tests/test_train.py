@@ -7,11 +7,11 @@ import textwrap
 import pytest
 import torch
 
-from cdlib.config import TrainConfig
 from cdlib.data.base import ClipBank
-from cdlib.errors import ConfigError
+from cdlib.experiment.config import TrainConfig
+from cdlib.experiment.train import epoch_order, learning_rate, set_determinism, train_model
 from cdlib.models import create_model
-from cdlib.train import epoch_order, learning_rate, set_determinism, train_model
+from cdlib.runtime.errors import ConfigError
 
 
 def toy_bank(num_videos=12, clips=3, classes=3, seed=0):
@@ -128,7 +128,7 @@ KILLED_RUN = textwrap.dedent(
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
     from test_train import CFG, ce_objective, fresh_model, toy_bank
-    from cdlib.train import train_model
+    from cdlib.experiment.train import train_model
     bank = toy_bank()
     def die(epoch):
         if epoch == 1:

@@ -12,7 +12,7 @@ import torch
 
 from cdlib.data import video
 from cdlib.data.video import DecodeCache, cut_clips, load_clips, num_clips, read_video, resize_video
-from cdlib.errors import ConfigError, DataError, VideoError
+from cdlib.runtime.errors import ConfigError, DataError, VideoError
 
 # --------------------------------------------------------------------------- read_video
 
@@ -187,7 +187,7 @@ def test_default_cache_dir_under_artifacts(monkeypatch, tmp_path):
 
 
 def _tiny_synthetic_config():
-    from cdlib.config import DataConfig
+    from cdlib.experiment.config import DataConfig
 
     return DataConfig(num_classes=3, num_train=6, num_val=3, num_test=3, video_length=24, height=16, width=16)
 
@@ -218,8 +218,8 @@ def test_export_synthetic_roundtrip(tmp_path, decode_cache_dir):
 
 def test_default_real_source_is_the_shipped_set_and_falls_back_only_when_it_is_missing(tmp_path, weizmann_rgb_dir,
                                                                                       monkeypatch):
-    from cdlib.config import profile_config
     from cdlib.data import export
+    from cdlib.experiment.config import profile_config
 
     base = profile_config("ci", seed=3).replace(**{"data.num_classes": 3, "data.video_length": 24,
                                                    "data.height": 16, "data.width": 16})
@@ -253,7 +253,7 @@ def test_export_refuses_nonempty_and_non_synthetic(tmp_path):
 
 
 def test_data_cli_export_and_scan(tmp_path, capsys):
-    from cdlib.data.cli import add_data_commands
+    from cdlib.cli.data import add_data_commands
 
     parser = argparse.ArgumentParser()
     add_data_commands(parser.add_subparsers(dest="command"))

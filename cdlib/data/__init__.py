@@ -4,7 +4,8 @@
 ``synthetic``, ``ucf101:<root>[:<annotation_dir>][:fold]``,
 ``hmdb51:<root>:<split_dir>[:fold]`` or ``kinetics:<root>``
 (:mod:`cdlib.data.sources`). The small real sets shipped with the study are in
-``data/`` (:mod:`cdlib.data.shipped`).
+``data/`` (:mod:`cdlib.data.shipped`). The data layer sits on :mod:`cdlib.runtime` and may import
+nothing else of cdlib: what it needs of a config it is given (``data_cfg``, duck-typed).
 """
 
 from cdlib.data.base import SPLITS, ClipBank, ClipDataset, VideoMeta
@@ -14,7 +15,7 @@ __all__ = ["SPLITS", "ClipBank", "ClipDataset", "VideoMeta", "build_dataset", "s
 
 def build_dataset(data_cfg, split: str, seed: int = 0, strict: bool = False) -> ClipDataset:
     """The ``split`` (train, val or test) of the data set that ``data_cfg.source`` names."""
-    from cdlib.errors import DataError
+    from cdlib.runtime.errors import DataError
 
     if split not in SPLITS:
         raise DataError(f"split: unknown split {split!r}; expected one of {', '.join(SPLITS)}")

@@ -132,7 +132,7 @@ class ClipBank(ClipIndex):
 
     @classmethod
     def from_dataset(cls, dataset: ClipDataset, progress: bool = True) -> "ClipBank":
-        from cdlib.progress import progress_bar
+        from cdlib.runtime.progress import progress_bar
 
         clips, labels, video, position, informative = [], [], [], [], []
         for i in progress_bar(range(len(dataset)), desc=f"load {dataset.split}", disable=not progress):

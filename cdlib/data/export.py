@@ -37,11 +37,11 @@ import av
 import numpy as np
 import torch
 
-from cdlib.artifacts import atomic_write
 from cdlib.data.sources import DefaultSource
 from cdlib.data.sources import abspath as _abspath
-from cdlib.errors import ConfigError, DataError
-from cdlib.progress import log, progress_bar
+from cdlib.runtime.artifacts import atomic_write
+from cdlib.runtime.errors import ConfigError, DataError
+from cdlib.runtime.progress import log, progress_bar
 
 __all__ = [
     "CODECS", "FALLBACK_OVERRIDES", "DefaultSource", "class_folder_name", "default_real_source", "export_synthetic",
@@ -189,14 +189,14 @@ def exported_synthetic(data_cfg, seed: int = 0, root: str | os.PathLike | None =
     """The synthetic set of ``data_cfg`` exported once as videos, reused afterwards.
 
     The folder is ``<root>/exported/<hash of data_cfg and seed>`` (``root``: the
-    artifact store, :func:`cdlib.artifacts.default_root`). It is written in a
+    artifact store, :func:`cdlib.runtime.artifacts.default_root`). It is written in a
     temporary folder and renamed when complete, so an interrupted export is
     never mistaken for a finished one.
     """
     import shutil
 
-    from cdlib.artifacts import default_root
-    from cdlib.artifacts import config_hash
+    from cdlib.runtime.artifacts import default_root
+    from cdlib.runtime.artifacts import config_hash
 
     base = Path(root) if root is not None else default_root()
     target = base / "exported" / config_hash({"data": dataclasses.asdict(data_cfg), "seed": seed})
@@ -231,14 +231,14 @@ def default_real_source(fold, cfg, shipped_root: str | os.PathLike | None = None
 
     ``shipped_root`` is where the shipped set should be (default
     :func:`cdlib.data.shipped.shipped_path`). The fallback is the synthetic set of
-    ``cfg`` (a :class:`~cdlib.config.Config`) with :data:`FALLBACK_OVERRIDES`,
+    ``cfg`` (a :class:`~cdlib.experiment.config.Config`) with :data:`FALLBACK_OVERRIDES`,
     exported once as video files (:func:`exported_synthetic`, under ``root``) and
     read through the same UCF101 loader; it has one fold, which every ``fold`` maps
     to. Use this only when the user named no data: a named source is used or refused
     (:func:`cdlib.data.sources.check_source`), never replaced.
     """
-    from cdlib.artifacts import project_root
     from cdlib.data.shipped import WEIZMANN, shipped_path
+    from cdlib.runtime.artifacts import project_root
 
     shipped = _abspath(shipped_root) if shipped_root is not None else shipped_path(WEIZMANN)
     if (shipped / "ucfTrainTestlist" / "classInd.txt").is_file():

@@ -46,7 +46,7 @@ splits for the benchmark JSON (``data.skipped``) and the command line, which pri
 each by path and reason. Data-set-level findings that do not stop the build —
 a class with no video in the split — go to ``dataset.issues`` and the report.
 ``strict=True`` turns the first skip or issue into an exception
-(:class:`~cdlib.errors.VideoError` for one file, :class:`~cdlib.errors.DataError`
+(:class:`~cdlib.runtime.errors.VideoError` for one file, :class:`~cdlib.runtime.errors.DataError`
 otherwise). Always fatal: a missing root or annotation folder, no split files,
 a class index naming a folder that does not exist, unparsable annotation files,
 a video listed in both train and test, and a split that ends up empty.
@@ -81,8 +81,8 @@ from cdlib.data.sources import (
 )
 from cdlib.data.sources import abspath as _abspath
 from cdlib.data.video import TAILS, DecodeCache, load_clips
-from cdlib.errors import ConfigError, DataError, VideoError
-from cdlib.progress import log, progress_bar
+from cdlib.runtime.errors import ConfigError, DataError, VideoError
+from cdlib.runtime.progress import log, progress_bar
 
 __all__ = [
     "HMDB51Videos",
@@ -651,7 +651,7 @@ def build_layout_dataset(
     if kwargs.get("fold") == ALL_FOLDS:
         raise ConfigError(
             f"data.source: fold {ALL_FOLDS!r} in {data_cfg.source!r} stands for one data set per fold; build them one "
-            "by one (cdlib.data.sources.fold_sources), or run them with cdlib.folds / python -m cdlib bench"
+            "by one (cdlib.data.sources.fold_sources), or run them with cdlib.experiment.folds / python -m cdlib bench"
         )
     dataset = LAYOUTS[kind].dataset_class()(
         split=split,

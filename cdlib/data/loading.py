@@ -12,7 +12,7 @@ clip and ``read(indices)`` for the pixels. Two kinds:
 
 :func:`clip_loader` wraps either in a :class:`~torch.utils.data.DataLoader` whose
 batches are given as lists of clip indices (:class:`BatchPlan`). The batches are
-made in the main process from ``(seed, epoch)`` (:func:`cdlib.train.epoch_order`);
+made in the main process from ``(seed, epoch)`` (:func:`cdlib.experiment.train.epoch_order`);
 worker processes only read pixels, and the loader returns batches in the planned
 order, so the clips of every step are the same whatever ``num_workers``. Each
 worker loads at most ``prefetch_batches`` batches ahead; on CUDA, batches come in
@@ -138,8 +138,8 @@ def _whole_batch(batch):
 def clip_loader(source: ClipIndex, plan: BatchPlan, runtime=None, persistent: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader yielding ``(clips uint8 [B, T, H, W, C], indices [B])`` for the batches of ``plan``, in order.
 
-    ``runtime`` (:class:`cdlib.device.Runtime`) gives the worker count
-    (:meth:`~cdlib.device.Runtime.workers_for`), the prefetch depth and pinning;
+    ``runtime`` (:class:`cdlib.runtime.device.Runtime`) gives the worker count
+    (:meth:`~cdlib.runtime.device.Runtime.workers_for`), the prefetch depth and pinning;
     without it, the main process reads. The loader draws its base seed from a
     private generator, so iterating it never moves the global RNG (dropout).
     """

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdlib.artifacts import file_sha256
-from cdlib.errors import DataError
+from cdlib.runtime.artifacts import file_sha256
+from cdlib.runtime.errors import DataError
 
 __all__ = ["SHIPPED", "WEIZMANN", "check_shipped", "shipped_path", "verify_checksums"]
 
@@ -28,10 +28,10 @@ CHECKSUMS = "SHA256SUMS"
 def shipped_path(name: str) -> Path:
     """``<checkout>/data/<name>``: where the shipped set ``name`` lives (whether or not it is there).
 
-    Raises :class:`~cdlib.errors.DataError` when cdlib does not run from a source
+    Raises :class:`~cdlib.runtime.errors.DataError` when cdlib does not run from a source
     checkout (a wheel install ships no data).
     """
-    from cdlib.artifacts import project_root
+    from cdlib.runtime.artifacts import project_root
 
     if name not in SHIPPED:
         raise DataError(f"{name!r}: not a shipped data set; shipped: {', '.join(SHIPPED)}")

@@ -9,7 +9,7 @@ Forms (:func:`source_forms`)::
     kinetics:<root>
 
 ``fold`` is a positive integer (default 1) or ``all``: every fold whose split files
-exist, run one by one and aggregated (:mod:`cdlib.folds`). Paths may be relative
+exist, run one by one and aggregated (:mod:`cdlib.experiment.folds`). Paths may be relative
 to the working directory and cannot contain ``:``.
 
 Each real layout is a :class:`Layout` in the registry :data:`LAYOUTS`
@@ -19,7 +19,7 @@ describing and checking a source, and listing its folds, go through it.
 
 A source a user names is used or refused, never replaced: :func:`check_source`
 looks at the folders and split files without decoding anything and raises a
-:class:`~cdlib.errors.DataError` that names the path, says what was expected there
+:class:`~cdlib.runtime.errors.DataError` that names the path, says what was expected there
 and lists the accepted forms. The layouts (:mod:`cdlib.data.layouts`) find their
 files with the same functions. This module imports no video or tensor library.
 """
@@ -33,8 +33,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cdlib.errors import ConfigError, DataError
-from cdlib.registry import Registry
+from cdlib.runtime.errors import ConfigError, DataError
+from cdlib.runtime.registry import Registry
 
 __all__ = [
     "ALL_FOLDS", "LAYOUTS", "DefaultSource", "Layout", "check_source", "describe_source", "fold_sources",
@@ -97,7 +97,8 @@ class Layout:
         return getattr(importlib.import_module(module), name)
 
 
-#: every real layout ``data.source`` can name (:class:`~cdlib.registry.Registry`), added by :func:`register_layout`
+#: every real layout ``data.source`` can name (:class:`~cdlib.runtime.registry.Registry`), added by
+#: :func:`register_layout`
 LAYOUTS: Registry[Layout] = Registry("data layout")
 
 
@@ -339,7 +340,7 @@ def fold_sources(source: str) -> list[str]:
 
 
 def check_source(source: str) -> None:
-    """Refuse (:class:`~cdlib.errors.DataError`) a real source whose folders or split files are missing.
+    """Refuse (:class:`~cdlib.runtime.errors.DataError`) a real source whose folders or split files are missing.
 
     Looks only at folders and annotation files (the videos are checked when a split
     is built, and broken ones are skipped and listed). ``synthetic`` always passes.

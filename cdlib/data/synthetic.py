@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from cdlib.data.base import SPLITS, ClipDataset, VideoMeta
-from cdlib.errors import ConfigError
+from cdlib.runtime.errors import ConfigError
 
 #: Motion patterns in class order: class ``k`` is ``PATTERNS[k]``. The first eight
 #: hold three pairs that differ only in direction (a single frame cannot tell them

@@ -2,7 +2,7 @@
 
 torchvision 0.29 no longer reads videos and torchcodec does not work on every machine
 the study runs on, so frames are decoded with PyAV (``av``). PyAV is a boundary:
-every failure to read a file becomes a :class:`cdlib.errors.VideoError` naming the
+every failure to read a file becomes a :class:`cdlib.runtime.errors.VideoError` naming the
 file and saying what is wrong with it in words; no PyAV exception escapes.
 
 Pipeline for one file (:func:`load_clips`)::
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cdlib.artifacts import atomic_write
-from cdlib.errors import VideoError
+from cdlib.runtime.artifacts import atomic_write
+from cdlib.runtime.errors import VideoError
 
 __all__ = [
     "TAILS",
@@ -267,8 +267,8 @@ def decode_clips(
 
 
 def default_cache_dir() -> Path:
-    """``<artifacts root>/decoded`` (the root from :func:`cdlib.artifacts.default_root`)."""
-    from cdlib.artifacts import default_root
+    """``<artifacts root>/decoded`` (the root from :func:`cdlib.runtime.artifacts.default_root`)."""
+    from cdlib.runtime.artifacts import default_root
 
     return default_root() / "decoded"
 

@@ -24,6 +24,8 @@ torchvision architecture whose pretrained weights it loads.
   ``swin3d_t/s/b``) and its 2D networks as students (``mobilenet_v3_small_tsn``,
   ``resnet18_tsn``, ``resnet18_fusion``), fine-tuned from Kinetics-400 or ImageNet
   weights (:mod:`cdlib.models.weights`).
+
+The models layer sits on :mod:`cdlib.runtime` and :mod:`cdlib.data` and may import nothing above them.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ import hashlib
 
 from torch import nn
 
-from cdlib.artifacts import source_fingerprint
-from cdlib.errors import WeightsError
+from cdlib.runtime.artifacts import source_fingerprint
+from cdlib.runtime.errors import WeightsError
 from cdlib.models import pretrained, small  # noqa: F401  (registers the models)
 from cdlib.models.core import (
     MEAN,
@@ -73,7 +75,7 @@ def _own_classes(model: nn.Module) -> list[type]:
 def model_fingerprint(name: str) -> str:
     """Hash of what defines a registered model: its builder's and classes' code, its layers, the input
     preprocessing and the students' clip subsampling (``_cheap_view``); docstrings and comments do not count
-    (:func:`cdlib.artifacts.source_fingerprint`).
+    (:func:`cdlib.runtime.artifacts.source_fingerprint`).
 
     Artifacts key trained weights by it, so editing one model retrains that model
     only, not every model in this package. (Pretrained weights are keyed
@@ -96,7 +98,7 @@ def weights_key(name: str, weights: str) -> str:
 
 
 def require_weights(name: str, weights: str) -> None:
-    """Raise :class:`~cdlib.errors.WeightsError` now if the ``weights`` of model ``name`` are not on disk.
+    """Raise :class:`~cdlib.runtime.errors.WeightsError` now if the ``weights`` of model ``name`` are not on disk.
 
     Loading them happens later, when the model is built; this lets a run fail
     before it spends an hour decoding a data set.

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cdlib.errors import ConfigError, WeightsError
-from cdlib.registry import Registry
+from cdlib.runtime.errors import ConfigError, WeightsError
+from cdlib.runtime.registry import Registry
 
 # Per-channel normalisation of uint8 frames scaled to [0, 1] (Kinetics statistics,
 # as torchvision's video models use them).
@@ -52,7 +52,7 @@ def inference_module(model: nn.Module) -> torch.jit.ScriptModule:
 
     TorchScript is deprecated in favour of ``torch.compile``, which on this
     machine took 86 s to compile the CI teacher and still needed 2.6 ms per
-    single clip, so the timed pipeline (:func:`cdlib.timing.measure_wall_clock`)
+    single clip, so the timed pipeline (:func:`cdlib.experiment.timing.measure_wall_clock`)
     uses the frozen module while the pinned PyTorch provides it. Every policy,
     the dense teacher among them, is timed with the same frozen models.
     """
@@ -115,7 +115,7 @@ class ModelSpec:
     weights_arch: str | None = None
 
 
-#: every model by name (:class:`~cdlib.registry.Registry`), added by :func:`register_model`
+#: every model by name (:class:`~cdlib.runtime.registry.Registry`), added by :func:`register_model`
 MODELS: Registry[ModelSpec] = Registry("model")
 
 
@@ -156,7 +156,7 @@ def create_model(name: str, num_classes: int, weights: str = "", **kwargs) -> nn
     of the model's architecture (``KINETICS400_V1``, ``IMAGENET1K_V1``, ``DEFAULT``) or
     a path to a state-dict file (:mod:`cdlib.models.weights`); the pretrained layers
     are loaded and the classification layer is new, for ``num_classes`` classes.
-    Weights that cannot be used raise :class:`~cdlib.errors.WeightsError` naming them.
+    Weights that cannot be used raise :class:`~cdlib.runtime.errors.WeightsError` naming them.
     """
     from cdlib.models.weights import load_weights
 

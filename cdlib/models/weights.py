@@ -20,7 +20,7 @@ The config fields ``teacher_weights`` and ``student_weights`` (and
 Nothing is ever downloaded: torchvision's loader would fetch a missing file, so it
 is called only once the file is there. A missing file, an unknown name, a damaged
 file or one that does not fit the network raises
-:class:`~cdlib.errors.WeightsError` naming it (and, for a missing file, the file to
+:class:`~cdlib.runtime.errors.WeightsError` naming it (and, for a missing file, the file to
 put where and the URL to fetch it from); weights are never silently replaced by a
 random initialisation.
 """
@@ -36,8 +36,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from cdlib.artifacts import file_sha256
-from cdlib.errors import WeightsError
+from cdlib.runtime.artifacts import file_sha256
+from cdlib.runtime.errors import WeightsError
 
 #: what ``(state_dict, source)`` pairs look like: the tensors and a description of where they came from
 Pretrained = tuple[Mapping[str, torch.Tensor], str]

@@ -1,0 +1,483 @@
+"""Tables of benchmark results for the command line and the book: pandas DataFrames and the CLI summary.
+
+Everything here reads finished results (:func:`cdlib.experiment.bench.run_benchmark`) or
+per-clip outputs (:func:`cdlib.experiment.evaluation.collect_outputs`) and computes nothing
+the benchmark caches; :func:`ablation_table` runs the benchmark for each variant.
+Kept apart from the benchmark's modules so that a relabelled column or a
+reformatted line changes no artifact key: the benchmark's key hashes the modules
+that compute its numbers (:data:`cdlib.experiment.bench.RESULT_CODE`), and this is not one
+of them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from cdlib.experiment.bench import run_benchmark
+from cdlib.experiment.config import Config
+from cdlib.experiment.evaluation import confidence_signals
+from cdlib.experiment.outputs import ClipOutputs
+from cdlib.experiment.timing import STAGES
+from cdlib.method.calibration import auprc, auroc
+from cdlib.method.selection import select_best
+from cdlib.runtime.artifacts import ArtifactStore
+from cdlib.runtime.progress import progress_bar
+
+
+# ----------------------------------------------------------------------------- the headline and the command line's summary
+
+def selected_point(result: dict, name: str, which: str = "matched") -> dict | None:
+    """The point of policy ``name`` that ``result["selected"][name][which]`` names (None if there is none)."""
+    index = result["selected"][name][which]
+    return result["policies"][name][index] if index is not None else None
+
+
+def headline_table(result: dict) -> pd.DataFrame:
+    """Per policy, its operating points chosen on val, evaluated on test, and one upper bound, labelled.
+
+    Columns: ``best accuracy`` and ``best: FLOPs ratio`` of the point with the
+    best val accuracy; ``matched: accuracy`` and ``matched: FLOPs ratio`` of the
+    cheapest point that matched the dense teacher on val (NaN: none did);
+    ``area vs oracle`` under the test curve; ``best accuracy (upper bound)``, the
+    highest test accuracy of any point (chosen on test).
+    """
+    dense_gflops = result["summary"]["dense_teacher_gflops_per_video"]
+    rows = []
+    for name in result["policies"]:
+        best, matched = selected_point(result, name, "best"), selected_point(result, name, "matched")
+        rows.append({
+            "policy": name,
+            "best accuracy": best["accuracy"],
+            "best: FLOPs ratio": best["gflops_per_video"] / dense_gflops,
+            "matched: accuracy": matched["accuracy"] if matched else float("nan"),
+            "matched: FLOPs ratio": matched["gflops_per_video"] / dense_gflops if matched else float("nan"),
+            "area vs oracle": result["summary"]["auc_vs_oracle"][name],
+            "best accuracy (upper bound)": selected_point(result, name, "upper_bound_best")["accuracy"],
+        })
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def format_table(result: dict) -> str:
+    """The summary ``python -m cdlib bench`` prints: the headline table, the method's numbers (its policy chosen
+    on val, ``summary.method``, where one of its policies was evaluated) and the label-only baseline (where a CE
+    student was)."""
+    s, ub, data = result["summary"], result["summary"]["upper_bound"], result["data"]
+    wall = result.get("wall_clock")
+    baseline = s["ce_baseline"]
+    lines = [
+        headline_table(result).to_string(float_format=lambda v: f"{v:.3f}"),
+        "",
+        f"operating points chosen on the {data['val_videos']} val videos (one video: "
+        f"{1 / data['val_videos']:.1%} of val accuracy), evaluated on the {data['test_videos']} test videos",
+        f"dense teacher: test accuracy {s['dense_teacher_accuracy']:.3f} (val {s['dense_teacher_val_accuracy']:.3f}), "
+        f"{s['dense_teacher_gflops_per_video']:.3f} GFLOPs/video",
+    ]
+    method = s.get("method")
+    if method is not None:
+        name = method["policy"]
+        lines += [
+            f"the method: {name} (the {method['student']} student), chosen on val by the area vs the oracle's val "
+            "curve: " + ", ".join(f"{k} {v:.3f}" for k, v in method["val_auc_vs_oracle"].items()),
+            f"{name} at the point matched on val: FLOPs ratio " + _fmt(s["cd_gflops_ratio_at_dense_accuracy"])
+            + ", test accuracy " + _fmt(s["cd_test_accuracy_at_matched_point"]),
+            f"{name} at the best point on val: test accuracy {s['cd_best_accuracy']:.3f} "
+            f"({s['cd_accuracy_gain']:+.3f} over dense); test area vs oracle {s['cd_auc_vs_oracle']:.3f}",
+        ]
+        if wall is not None:
+            lines.append(f"{name} wall-clock ratio at the matched point: {_fmt(s['cd_wall_ratio_at_dense_accuracy'])} "
+                         f"one video at a time, {_fmt(s['cd_throughput_wall_ratio_at_dense_accuracy'])} in batches of "
+                         f"{wall['throughput_batch']} (totals over {wall['selected_videos']} test videos, "
+                         f"each timed by the fastest of {wall['passes']} interleaved passes)")
+        lines.append("upper bound (points chosen on test): FLOPs ratio at dense accuracy "
+                     + _fmt(ub["cd_gflops_ratio_at_dense_accuracy"]) + f", best accuracy {ub['cd_best_accuracy']:.3f} "
+                     f"({ub['cd_accuracy_gain']:+.3f})")
+    lines.append("confidence AUROC (teacher right on a clip): "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in result["confidence_auroc"].items()))
+    if baseline is not None:
+        lines.append(f"CE baseline of the headline: {baseline['student']} (higher val AUROC: "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in baseline["val_auroc"].items()) + ")")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "not reached" if value is None else f"{value:.3f}"
+
+
+def _nan_if_none(value) -> float:
+    return float("nan") if value is None else value
+
+
+# ----------------------------------------------------------------------------- the method's student, FrameExit, harder data
+
+def method_choice(results: Sequence[dict]) -> dict:
+    """Which policy the method used over ``results`` (one per seed or fold), from each one's ``summary.method``.
+
+    ``policy``: the one validation chose most often (ties: the first of
+    :data:`cdlib.method.selection.METHOD_POLICIES`), ``student`` its student,
+    ``val_auc_vs_oracle``: each candidate's mean over the results, ``count``: in
+    how many results ``policy`` was chosen, ``text``: that in words.
+    """
+    from cdlib.method.selection import METHOD_POLICIES
+
+    chosen = [r["summary"]["method"]["policy"] for r in results]
+    policy = max(METHOD_POLICIES, key=lambda name: (chosen.count(name), -list(METHOD_POLICIES).index(name)))
+    areas = {name: sum(r["summary"]["method"]["val_auc_vs_oracle"][name] for r in results) / len(results)
+             for name in results[0]["summary"]["method"]["val_auc_vs_oracle"]}
+    count = chosen.count(policy)
+    text = ("chosen on validation; one run" if len(results) == 1 else "chosen on validation in every run"
+            if count == len(results) else f"chosen on validation in {count} of {len(results)} runs")
+    return {"policy": policy, "student": METHOD_POLICIES[policy], "val_auc_vs_oracle": areas, "count": count,
+            "text": text}
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and v == v]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def frame_exit_comparison(results: Sequence[dict], budget: float) -> dict[str, str]:
+    """The method (its policy chosen on val) against ``frame_exit``, in words, from means over ``results``.
+
+    ``matched``: the test FLOPs ratios of their points matched to the dense
+    teacher on val (and their test accuracies there); ``budget``: the test
+    accuracies of their most accurate points on val within ``budget`` of the
+    dense teacher's FLOPs (:func:`matched_compute_table`). Each says which one
+    wins: the cheaper at matched accuracy, the more accurate at matched compute.
+    """
+    method = method_choice(results)["policy"]
+    ratio = {name: _mean([r["summary"]["gflops_ratio_at_dense_accuracy"].get(name) for r in results])
+             for name in (method, "frame_exit")}
+    accuracy = {name: _mean([r["summary"]["test_accuracy_at_matched_point"].get(name) for r in results])
+                for name in (method, "frame_exit")}
+    within = {name: _mean([float(matched_compute_table(r, (budget,)).loc[name, float(budget)]) for r in results])
+              for name in (method, "frame_exit")}
+
+    def matched_text():
+        a, b = ratio[method], ratio["frame_exit"]
+        if a != a and b != b:
+            return "neither matched the dense teacher on validation"
+        if b != b or (a == a and a < b):
+            verdict = f"{method} beats frame_exit"
+        elif a != a or b < a:
+            verdict = f"frame_exit beats {method}"
+        else:
+            verdict = f"{method} and frame_exit tie"
+
+        def cost(name, value):
+            return (f"{name} never matched on validation" if value != value else
+                    f"{name} needs {value:.1%} of the dense teacher's FLOPs (test accuracy {accuracy[name]:.3f})")
+
+        return f"{verdict}: {cost(method, a)} and {cost('frame_exit', b)}"
+
+    def budget_text():
+        a, b = within[method], within["frame_exit"]
+        if a != a or b != b:
+            return f"{method if a != a else 'frame_exit'} has no point that cheap"
+        verdict = (f"{method} beats frame_exit" if a > b else f"frame_exit beats {method}" if b > a
+                   else f"{method} and frame_exit tie")
+        return f"{verdict}: {a:.3f} against {b:.3f} on test"
+
+    return {"matched": matched_text(), "budget": budget_text()}
+
+
+def harder_data_table(results: Sequence[dict]) -> pd.DataFrame:
+    """One row per benchmark result (easier and harder data alike): its ``rho`` (the training and test action
+    fraction), ``seed``, the dense teacher's accuracy, the oracle's best, the test accuracy of the point best on
+    val and the area under the test curve relative to the oracle's of ``cd_gate``, ``cd_gate_ctx``, the method
+    (its policy chosen on val) and ``frame_exit``, ``sampler_maxprob``'s area, and the test AUROC of the per-clip
+    and of the context student's score."""
+    rows = []
+    for r in results:
+        s = r["summary"]
+        row = {"rho": r["config"]["data"]["informative_fraction"], "seed": r["seed"],
+               "dense teacher": s["dense_teacher_accuracy"],
+               "oracle best": max(p["accuracy"] for p in r["policies"]["oracle"])}
+        for name in ("cd_gate", "cd_gate_ctx", "frame_exit"):
+            row[f"{name} best (val)"] = _nan_if_none(s["best_accuracy"].get(name))
+        for name in ("cd_gate", "cd_gate_ctx", "frame_exit", "sampler_maxprob"):
+            row[f"{name} area vs oracle"] = _nan_if_none(s["auc_vs_oracle"].get(name))
+        row["method area vs oracle"] = _nan_if_none(s["cd_auc_vs_oracle"])
+        row["AUROC of s"] = _nan_if_none(r["confidence_auroc"].get("cd"))
+        row["AUROC of s (context)"] = _nan_if_none(r["confidence_auroc"].get("cd_ctx"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- matched points, sweeps, signals and ablations
+
+def matched_accuracy_table(result: dict, upper_bound: bool = False) -> pd.DataFrame:
+    """Per policy, its cheapest point that matched the dense teacher's accuracy on val, evaluated on test.
+
+    Columns: ``knob``, ``val accuracy``, ``accuracy`` (test), ``GFLOPs/video``,
+    ``FLOPs ratio`` (test, relative to the dense teacher), ``teacher
+    clips/video`` and, if the result was timed, ``wall-clock ratio`` (latency),
+    ``throughput ratio`` and ``timed videos``. A policy with no point that
+    matched has NaN. ``upper_bound=True``: the point chosen on test instead.
+    """
+    dense = result["policies"]["dense_teacher"][0]
+    which = "upper_bound_matched" if upper_bound else "matched"
+    rows = []
+    for name in result["policies"]:
+        hit = selected_point(result, name, which)
+
+        def value(key, hit=hit):
+            return hit[key] if hit is not None and key in hit else float("nan")
+
+        row = {"policy": name, "knob": str(hit["knob"]) if hit else "", "val accuracy": value("val_accuracy"),
+               "accuracy": value("accuracy"), "GFLOPs/video": value("gflops_per_video"),
+               "FLOPs ratio": value("gflops_per_video") / dense["gflops_per_video"],
+               "teacher clips/video": value("teacher_clips_per_video")}
+        if "wall_ratio_to_dense" in dense:
+            row.update({"wall-clock ratio": value("wall_ratio_to_dense"),
+                        "throughput ratio": value("throughput_wall_ratio_to_dense"),
+                        "timed videos": value("wall_videos")})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("policy")
+
+
+#: :func:`time_breakdown_table`'s modes: the prefix of each mode's keys on a timed point, and of its total
+TIMING_MODES = {"latency": ("", "wall_s_per_video"), "throughput": ("throughput_", "throughput_s_per_video")}
+
+
+def time_breakdown_table(results: Sequence[dict]) -> pd.DataFrame:
+    """Milliseconds per video of the dense teacher, the dense student and the method's matched point, split into
+    the timed pipeline's stages (:data:`cdlib.experiment.timing.STAGES`), one video at a time and in batches; the
+    mean over ``results`` (one per seed or fold).
+
+    Rows ``(point, mode)``: ``point`` is ``dense teacher``, ``dense student`` or
+    ``method`` (the matched point of the policy :func:`method_choice` names); NaN
+    where a point is absent (not evaluated, or never matched on val), ``mode`` one of :data:`TIMING_MODES`.
+    Columns: each stage, from the point's ``{prefix}{stage}_s``, and ``total``,
+    its measured time per video, which the stages sum to up to each call's entry
+    and exit (:mod:`cdlib.experiment.timing`).
+    """
+    method = method_choice(results)["policy"]
+    rows = []
+    for result in results:
+        points = {"dense teacher": result["policies"]["dense_teacher"][0],
+                  "dense student": result["policies"].get("dense_student", [None])[0],
+                  "method": selected_point(result, method)}
+        for label, p in points.items():
+            for mode, (prefix, total) in TIMING_MODES.items():
+                keys = {stage: f"{prefix}{stage}_s" for stage in STAGES} | {"total": total}
+                rows.append({"point": label, "mode": mode,
+                             **{column: 1e3 * p[key] if p else float("nan") for column, key in keys.items()}})
+    return pd.DataFrame(rows).groupby(["point", "mode"], sort=False).mean()
+
+
+def achieved_gflop_s_table(results: Sequence[dict]) -> pd.DataFrame:
+    """GFLOP/s each model achieved in the timed pipeline (``wall_clock.achieved_gflop_s``,
+    :func:`cdlib.method.cost.achieved_gflop_s`): one row per model, one column per mode, the mean over ``results``
+    (NaN where a result did not time the model)."""
+    frames = [pd.DataFrame(r["wall_clock"]["achieved_gflop_s"]) for r in results]
+    table = pd.concat(frames).groupby(level=0, sort=False).mean()
+    table.index.name = "model"
+    return table[list(TIMING_MODES)]
+
+
+#: the name of :func:`matched_compute_table`'s column axis, whose labels are the budgets as fractions
+BUDGET_AXIS = "budget (fraction of the dense teacher's FLOPs)"
+
+
+def matched_compute_table(result: dict, budgets: Sequence[float] = (0.1, 0.25, 0.5, 1.0)) -> pd.DataFrame:
+    """Test accuracy of each policy's most accurate point on val within each compute budget.
+
+    A budget is a fraction of the dense teacher's FLOPs on val; the point is
+    :func:`select_best` on val within it. One row per policy, one column per
+    budget, keyed by the budget itself (``table[0.25]``; the column axis is named
+    :data:`BUDGET_AXIS`), so that callers select by value, not by a label; NaN
+    where no point of the policy is that cheap.
+    """
+    dense = result["policies"]["dense_teacher"][0]["val_gflops_per_video"]
+
+    def accuracy_within(points, budget):
+        index = select_best(points, budget=budget * dense)
+        return points[index]["accuracy"] if index is not None else float("nan")
+
+    table = {float(b): {name: accuracy_within(points, b) for name, points in result["policies"].items()}
+             for b in budgets}
+    frame = pd.DataFrame(table)
+    frame.index.name = "policy"
+    frame.columns.name = BUDGET_AXIS
+    return frame
+
+
+def config_value(result: dict, key: str):
+    """The value of the dotted config ``key`` (e.g. ``data.test_shift``) a benchmark result was made with."""
+    value = result["config"]
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def sweep_table(results: Sequence[dict], key: str, budget: float = 0.25) -> pd.DataFrame:
+    """One row per (swept value, policy), from the points chosen on val, evaluated on test.
+
+    Columns: ``best accuracy`` (of the point best on val), ``accuracy within
+    budget`` (the best on val within ``budget`` of the dense teacher's FLOPs),
+    ``FLOPs ratio at dense accuracy`` and ``accuracy at matched point`` (the
+    point that matched the dense teacher on val; NaN: none did), ``area vs
+    oracle``, ``dense teacher accuracy``, and ``best accuracy (upper bound)``,
+    the highest test accuracy of any point. The val split does not change with
+    the test-only data fields, so those sweeps show points chosen on the
+    training distribution applied to other test videos.
+    """
+    rows = []
+    for result in results:
+        summary = result["summary"]
+        within = matched_compute_table(result, (budget,)).iloc[:, 0]
+        for name in result["policies"]:
+            rows.append({
+                key: config_value(result, key),
+                "seed": result["seed"],
+                "policy": name,
+                "best accuracy": selected_point(result, name, "best")["accuracy"],
+                "accuracy within budget": within[name],
+                "FLOPs ratio at dense accuracy": _nan_if_none(summary["gflops_ratio_at_dense_accuracy"][name]),
+                "accuracy at matched point": _nan_if_none(summary["test_accuracy_at_matched_point"][name]),
+                "area vs oracle": summary["auc_vs_oracle"][name],
+                "dense teacher accuracy": summary["dense_teacher_accuracy"],
+                "best accuracy (upper bound)": selected_point(result, name, "upper_bound_best")["accuracy"],
+            })
+    return pd.DataFrame(rows)
+
+
+def distance_table(results: Sequence[dict], key: str) -> pd.DataFrame:
+    """The distance-aware candidates of ``results``' ``distance`` blocks, mean over seeds.
+
+    Rows: ``(method, quantile)``; columns: ``val AUROC`` (on the val clips, which
+    chose the candidate used) and the test AUROC at each value of the swept
+    ``key`` (e.g. ``data.test_shift``), all for "the teacher is right on a clip".
+    """
+    rows = []
+    for result in results:
+        for candidate in result["distance"]["candidates"].values():
+            index = {"seed": result["seed"], "method": candidate["method"], "quantile": candidate["quantile"]}
+            rows.append({**index, "column": "val AUROC", "auroc": candidate["val_auroc"]})
+            rows.append({**index, "column": config_value(result, key), "auroc": candidate["test_auroc"]})
+    frame = pd.DataFrame(rows).drop_duplicates(["seed", "method", "quantile", "column"])
+    table = frame.pivot_table(index=["method", "quantile"], columns="column", values="auroc", aggfunc="mean", sort=False)
+    table.columns.name = f"AUROC (test columns: {key})"
+    return table[["val AUROC", *[c for c in table.columns if c != "val AUROC"]]]
+
+
+def chosen_distance(results: Sequence[dict]) -> str:
+    """The distance-aware candidate val chose, per distinct seed: ``"gaussian@0.99"`` when every seed chose it,
+    else each choice with its number of seeds (``"gaussian@0.99 (2 seeds), knn@0.95 (1 seed)"``)."""
+    by_seed = {result["seed"]: result["distance"]["chosen"] for result in results}
+    counts = pd.Series(list(by_seed.values())).value_counts(sort=False)
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{name} ({n} seed{'s' * (n > 1)})" for name, n in counts.items())
+
+
+def signal_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
+    """How well each confidence signal predicts that the teacher is right on a clip, by clip group.
+
+    Groups: ``all`` clips, and where the data say which clips show the action,
+    ``action`` and ``non-action`` clips separately (within a group the signal must
+    rank the teacher's right clips above its wrong ones without the help of the
+    action/non-action contrast). Columns: ``signal``, ``group``, ``clips``,
+    ``teacher right`` (fraction), ``mean signal``, ``auroc``, ``auprc``.
+    """
+    signals = confidence_signals(outputs)
+    correct = outputs["teacher"].correct
+    informative = outputs["teacher"].informative
+    groups = {"all": torch.ones_like(correct)}
+    if bool((informative >= 0).all()):
+        groups.update({"action": informative == 1, "non-action": informative == 0})
+    rows = []
+    for name, signal in signals.items():
+        for group, mask in groups.items():
+            if not bool(mask.any()):
+                continue
+            s, c = signal[mask], correct[mask]
+            rows.append({"signal": name, "group": group, "clips": int(mask.sum()),
+                         "teacher right": float(c.float().mean()), "mean signal": float(s.mean()),
+                         "auroc": auroc(s, c), "auprc": auprc(s, c)})
+    return pd.DataFrame(rows)
+
+
+def action_selection_table(outputs: dict[str, ClipOutputs]) -> pd.Series:
+    """How far clip selection can go on data whose clips are known to show the action or not, per video.
+
+    ``teacher right on action clips``: the teacher's clip accuracy on the action
+    clips; ``teacher mean over the action clips``: the video accuracy of the
+    teacher's mean softmax over exactly the action clips of each video (a
+    selector that finds every action clip and nothing else; videos without one
+    count as wrong); ``top clip shows the action (<student>)``: for each student
+    with a score (``cd``, ``cd_ctx``, ...), the fraction of videos whose clip of
+    highest score is an action clip. Empty where the data do not say which clips
+    show the action (real videos).
+    """
+    teacher = outputs["teacher"]
+    action = teacher.informative == 1
+    if not bool((teacher.informative >= 0).all()):
+        return pd.Series(dtype=float)
+    probs = teacher.logits.softmax(-1)
+    summed = torch.zeros(teacher.num_videos, probs.shape[1]).index_add_(0, teacher.video[action], probs[action])
+    has_action = torch.bincount(teacher.video[action], minlength=teacher.num_videos) > 0
+    right = (summed.argmax(1) == teacher.video_labels()) & has_action
+    row = {"teacher right on action clips": float(teacher.correct[action].float().mean()),
+           "teacher mean over the action clips": float(right.float().mean())}
+    for name, out in outputs.items():
+        if name != "teacher" and out.score_logit is not None:
+            top = [bool(shown[int(score.argmax())]) for score, shown in
+                   zip(out.split_by_video(out.score), out.split_by_video(action))]
+            row[f"top clip shows the action ({name})"] = sum(top) / len(top)
+    return pd.Series(row)
+
+
+#: what :func:`ablation_table` evaluates: the method's two policies (the CD student only)
+ABLATION_POLICIES = ("cd_topk", "cd_gate")
+
+
+def ablation_table(cfg: Config, variants: dict[str, dict], store: ArtifactStore | None = None) -> pd.DataFrame:
+    """The method under config changes: one row per named variant (a dict of dotted overrides of ``cfg``).
+
+    Columns: the CD score's AUROC and AUPRC for "teacher right on a clip", the
+    area vs the oracle of ``cd_gate`` and ``cd_topk``, and from ``cd_gate``'s
+    points chosen on val its FLOPs ratio and test accuracy at the dense
+    teacher's accuracy (NaN: never matched) and its best test accuracy. Untimed;
+    only what a variant changes is retrained, and only the policies of
+    :data:`ABLATION_POLICIES` with their students are evaluated.
+    """
+    rows = []
+    for name, overrides in progress_bar(variants.items(), desc="ablation"):
+        result = run_benchmark(cfg.replace(**{"bench.policies": ABLATION_POLICIES, **overrides}), store, timing=False)
+        summary = result["summary"]
+        rows.append({
+            "variant": name,
+            "seed": result["seed"],
+            "cd AUROC": result["confidence_auroc"]["cd"],
+            "cd AUPRC": result["confidence_auprc"]["cd"],
+            "cd_gate area vs oracle": summary["cd_auc_vs_oracle"],
+            "cd_topk area vs oracle": summary["auc_vs_oracle"]["cd_topk"],
+            "cd_gate FLOPs ratio at dense accuracy": _nan_if_none(summary["cd_gflops_ratio_at_dense_accuracy"]),
+            "cd_gate accuracy at matched point": _nan_if_none(summary["cd_test_accuracy_at_matched_point"]),
+            "cd_gate best accuracy": summary["cd_best_accuracy"],
+        })
+    return pd.DataFrame(rows)
+
+
+def accuracy_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
+    """Accuracy of each model of ``outputs`` (teacher and students) on the clips and videos of a split.
+
+    Columns: ``clip accuracy`` on all clips and, where the data say which clips
+    show the action, on ``action clips`` and ``non-action clips``; ``video
+    accuracy`` of dense averaging (the mean clip softmax of each video).
+    """
+    rows = []
+    for which, out in outputs.items():
+        right = out.correct.float()
+        row = {"model": which, "clip accuracy": float(right.mean())}
+        informative = out.informative
+        if bool((informative >= 0).all()):
+            row["action clips"] = float(right[informative == 1].mean())
+            row["non-action clips"] = float(right[informative == 0].mean())
+        row["video accuracy"] = out.dense_accuracy()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
