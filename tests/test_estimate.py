@@ -24,6 +24,7 @@ from cdlib.cli.estimate import (
     write_into_readme,
 )
 from cdlib.models import create_model
+from cdlib.runtime.errors import ConfigError
 
 PROJECT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -89,6 +90,9 @@ def test_ucf101_sizes_follow_the_published_statistics():
     assert size.clips_per_video == pytest.approx(7.21 * 25 / 16 - 0.5)
     assert size.max_clips_per_video == 111  # 71.04 s at 25 fps in 16-frame clips
     assert data_size(cfg.replace(**{"data.source": "ucf101:/x:3"})).test_videos == 3696
+    assert data_size(cfg.replace(**{"data.source": "ucf101:/x:/splits:2"})).description == "UCF101 split 2"
+    with pytest.raises(ConfigError, match="all folds are three runs"):
+        data_size(cfg.replace(**{"data.source": "ucf101:/x:all"}))
     synthetic = data_size(profile_config("ci"))
     assert (synthetic.train_videos, synthetic.clips_per_video) == (1200, 96 // 8)
 

@@ -58,9 +58,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from cdlib.data.sources import ALL_FOLDS, parse_source
 from cdlib.experiment.config import Config
 from cdlib.models import create_meta_model, model_spec
 from cdlib.runtime.errors import ConfigError
+
 
 # ----------------------------------------------------------------------------- models
 
@@ -161,10 +163,13 @@ def data_size(cfg: Config) -> DataSize:
             clips = min(clips, data.max_clips)
         return DataSize("synthetic", data.num_train, data.num_val, data.num_test, clips, clips,
                         action_fraction=data.informative_fraction, decoded=False)
-    kind, *fields = data.source.split(":")
+    kind, fields = parse_source(data.source)
     if kind != "ucf101":
         raise ConfigError(f"estimate: data.source {data.source!r}: sizes are known for synthetic and ucf101 data only")
-    fold = int(fields[-1]) if len(fields) > 1 and fields[-1].isdigit() else 1
+    fold = fields["fold"] or 1
+    if fold == ALL_FOLDS:
+        raise ConfigError(f"estimate: data.source {data.source!r}: all folds are three runs, one per fold; estimate "
+                          "one fold (ucf101:<root>:1) and count it three times")
     if fold not in UCF101_SPLITS:
         raise ConfigError(f"estimate: UCF101 has folds 1-3, got {fold}")
     train, test = UCF101_SPLITS[fold]

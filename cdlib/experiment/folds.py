@@ -34,11 +34,6 @@ def fold_configs(cfg: Config) -> list[Config]:
     return [cfg] if sources == [cfg.data.source] else [cfg.replace(**{"data.source": s}) for s in sources]
 
 
-def is_multi_fold(source: str) -> bool:
-    """True when ``source`` names its fold ``all``."""
-    return source != "synthetic" and parse_source(source)[1].get("fold") == "all"
-
-
 def source_fold(source: str) -> int | str | None:
     """The fold ``source`` names (1 where a folded layout names none; None for data without folds)."""
     if source == "synthetic":

@@ -139,7 +139,7 @@ def c3d_small(num_classes: int, **kwargs) -> nn.Module:
     return C3DSmall(num_classes, **kwargs)
 
 
-@register_model("c3d_wide", "teacher", (3, 8, 32, 32), "wider 4-block 3D CNN teacher (full profile)")
+@register_model("c3d_wide", "teacher", (3, 8, 32, 32), "wider 4-block 3D CNN teacher (--set teacher=c3d_wide)")
 def c3d_wide(num_classes: int, **kwargs) -> nn.Module:
     return C3DSmall(num_classes, widths=(24, 48, 96, 192), **kwargs)
 
