@@ -212,7 +212,7 @@ CURVE_PANELS = {
 
 
 def accuracy_vs_compute_figure(results: Sequence[dict], method: str, panels: Sequence[str] = ("variants", "baselines"),
-                               xscale: str = "log", title: str | None = None, panel_height: float = 4.4):
+                               xscale: str = "log", title: str | None = None, panel_height: float = 5.4):
     """The book's accuracy-vs-compute figure: one panel per entry of ``panels`` (keys of :data:`CURVE_PANELS`),
     stacked, each with at most :data:`MAX_CURVES` coloured curves, the ``method`` policy emphasised and its
     point matched on val marked, compute relative to the dense teacher on an ``xscale`` axis."""
