@@ -364,6 +364,24 @@ def distance_table(results: Sequence[dict], key: str) -> pd.DataFrame:
     return table[["val AUROC", *[c for c in table.columns if c != "val AUROC"]]]
 
 
+#: how much higher an AUROC must be than another's to count as a lift (the book's verdicts "lifts", "repairs")
+AUROC_LIFT = 0.05
+
+
+def auroc_lifts(auroc: float, *references: float, margin: float = AUROC_LIFT) -> bool:
+    """Whether ``auroc`` lifts on every one of ``references``: ``auroc >= max(references) + margin``.
+
+    The book's one rule for calling a new score's AUROC (for "the teacher is right on this clip") better
+    than the scores it replaces: a difference under :data:`AUROC_LIFT` is within what another seed or
+    another few test videos move, so it is reported, not called a lift. False when any value is NaN.
+    """
+    if not references:
+        raise ValueError("auroc_lifts needs at least one reference AUROC")
+    if any(value != value for value in (auroc, *references)):
+        return False
+    return bool(auroc >= max(references) + margin)
+
+
 def chosen_distance(results: Sequence[dict]) -> str:
     """The distance-aware candidate val chose, per distinct seed: ``"gaussian@0.99"`` when every seed chose it,
     else each choice with its number of seeds (``"gaussian@0.99 (2 seeds), knn@0.95 (1 seed)"``)."""
