@@ -95,3 +95,15 @@ def test_claims_table_and_conclusions_numbers_on_a_tiny_run(tiny_run):
     assert (numbers["da_shift_verdict"] == "repairs it on these data") == (
         lifted and numbers["best_da_shift"] >= numbers["dense_shift"])
     assert numbers["clip_shape"] == "×".join(str(n) for n in result["cost"]["input_shape"][1:])
+
+
+def test_index_numbers_on_a_tiny_run(tiny_run):
+    _, _, result = tiny_run
+    numbers = claims.index_numbers([result, result])  # two identical seeds: their mean is the run's value
+    summary = result["summary"]
+    assert numbers["intro_dense_acc"] == pytest.approx(summary["dense_teacher_accuracy"])
+    assert numbers["intro_upper_gain"] == pytest.approx(100 * summary["upper_bound"]["cd_accuracy_gain"])
+    assert numbers["intro_auroc_cd"] == pytest.approx(result["confidence_auroc"]["cd"])
+    assert numbers["intro_method"] == summary["method"]["policy"]
+    assert numbers["intro_n_val"] == result["data"]["val_videos"]
+    assert {numbers["intro_ce_name"], numbers["intro_ce_other"]} == {"CE student (action clips)", "CE student (all clips)"}

@@ -1,5 +1,5 @@
-"""The numbers of the conclusions chapter: means over seeds of benchmark results, the claims table, and every
-number the chapter's prose cites.
+"""The numbers the book's first and last pages cite: means over seeds of benchmark results, the headline
+numbers of the index page, and the conclusions' claims table and numbers.
 
 Like :mod:`cdlib.experiment.tables`, this reads finished results and computes nothing the benchmark caches.
 Every mean over seeds (or folds) goes through :func:`cdlib.experiment.folds.aggregate` (:class:`SeedMeans`),
@@ -16,7 +16,7 @@ from cdlib.experiment.folds import aggregate
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.tables import (accuracy_table, auroc_lifts, frame_exit_comparison, method_choice,
                                      selected_point, signal_table)
-from cdlib.method.selection import ce_baseline_of
+from cdlib.method.selection import CE_BASELINES, ce_baseline_of
 
 CLAIM_COLUMNS = ["claim", "source", "the source says", "this study (embedded data)"]
 
@@ -89,6 +89,39 @@ def _baseline(results: Sequence[dict]) -> tuple[dict, str]:
 
     baseline = ce_baseline_of(results)
     return baseline, SIGNAL_LABELS[baseline["signal"]].removesuffix(" max-softmax")
+
+
+def index_numbers(results: Sequence[dict]) -> dict:
+    """The headline numbers of the index page, by the name each is glued under, as means over ``results``
+    (one benchmark result per seed): the dense teacher's test accuracy, the method's matched and best points
+    (and their upper bounds), the AUROCs of the distilled scores and of both label-trained students' softmax
+    (the baseline is the one that ranks the validation clips better, :func:`cdlib.method.selection.ce_baseline`),
+    the method validation chose, and the number of validation videos."""
+    from cdlib.book.viz import SIGNAL_LABELS
+
+    m = SeedMeans(results)
+    method = method_choice(results)
+    baseline = ce_baseline_of(results)
+    other = next(signal for signal, _ in CE_BASELINES.values() if signal != baseline["signal"])
+    return {
+        "intro_dense_acc": m.summary("dense_teacher_accuracy"),
+        "intro_cd_best": m.summary("cd_best_accuracy"),
+        "intro_cd_gain": 100 * m.summary("cd_accuracy_gain"),
+        "intro_cd_ratio": 100 * m.summary("cd_gflops_ratio_at_dense_accuracy"),
+        "intro_cd_matched_acc": m.summary("cd_test_accuracy_at_matched_point"),
+        "intro_upper_ratio": 100 * m.upper("cd_gflops_ratio_at_dense_accuracy"),
+        "intro_upper_gain": 100 * m.upper("cd_accuracy_gain"),
+        "intro_auroc_cd": m.auroc("cd"),
+        "intro_auroc_ctx": m.auroc("cd_ctx"),
+        "intro_cd_area": m.summary("cd_auc_vs_oracle"),
+        "intro_method": method["policy"],
+        "intro_method_text": method["text"],
+        "intro_auroc_ce": m.auroc(baseline["signal"]),
+        "intro_auroc_ce_other": m.auroc(other),
+        "intro_ce_name": SIGNAL_LABELS[baseline["signal"]].removesuffix(" max-softmax"),
+        "intro_ce_other": SIGNAL_LABELS[other].removesuffix(" max-softmax"),
+        "intro_n_val": int(results[0]["data"]["val_videos"]),
+    }
 
 
 def claims_table(results: Sequence[dict], shifted: Sequence[dict], hard: Sequence[dict], shift: float,
