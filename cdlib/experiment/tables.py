@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -499,3 +500,225 @@ def accuracy_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
         row["video accuracy"] = out.dense_accuracy()
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
+
+
+# ----------------------------------------------------------------------------- the numbers the accuracy-vs-compute chapter cites
+# Each function returns {glued name: value}: the chapter glues them in a loop and its prose cites them by name.
+
+#: the policies whose matched points, budgets and areas the accuracy-vs-compute chapter cites
+MATCHED_CITED = ("method", "cd_gate", "cd_gate_ctx", "cd_topk", "sampler_maxprob", "sampler_ce_all", "sampler_kd",
+                 "uniform_k", "random_k", "frame_exit")
+BUDGET_CITED = ("method", "cd_gate", "cd_gate_ctx", "cd_topk", "sampler_maxprob", "sampler_ce_all", "sampler_kd",
+                "uniform_k", "frame_exit", "oracle")
+AREA_CITED = ("sampler_kd", "sampler_ce_all", "cd_gate", "cd_gate_ctx", "frame_exit", "uniform_k")
+
+
+def cost_numbers(results: Sequence[dict]) -> dict:
+    """The students' cost relative to the teacher's per clip (means over ``results``, one per seed), the method
+    validation chose (:func:`method_choice`) with each candidate's validation area, and the sizes of the run:
+    clips per video, threads, test and validation videos."""
+    cost = pd.DataFrame([r["cost"] for r in results]).mean(numeric_only=True)
+    method = method_choice(results)
+    return {
+        "student_ratio": float(cost["student_teacher_flops_ratio"]),
+        "context_ratio": float(np.mean([r["cost"]["gflops_per_clip"]["cd_ctx"] / r["cost"]["teacher_gflops_per_clip"]
+                                        for r in results])),
+        "method_policy": method["policy"],
+        "method_student": method["student"],
+        "method_seeds": method["text"],
+        "method_val_area_cd_gate": method["val_auc_vs_oracle"]["cd_gate"],
+        "method_val_area_cd_gate_ctx": method["val_auc_vs_oracle"]["cd_gate_ctx"],
+        "clips_per_video": int(round(cost["clips_per_video"])),
+        "threads": int(results[0]["environment"]["threads"]),
+        "n_test": int(results[0]["data"]["test_videos"]),
+        "n_val": int(results[0]["data"]["val_videos"]),
+    }
+
+
+def matched_numbers(results: Sequence[dict]) -> dict:
+    """The matched points (:func:`matched_accuracy_table`, mean over ``results``) of :data:`MATCHED_CITED`
+    (``method``: the policy validation chose): ``matched_{flops,wall,throughput,acc}_<policy>``; the method's
+    upper bound (``upper_flops_method``); the dense teacher's accuracies; the wall-clock setup; and three
+    verdicts on the method's point (its accuracy against the dense teacher's, its time ratio against its
+    FLOPs ratio, batches against one video at a time)."""
+    method = method_choice(results)["policy"]
+    summary = pd.DataFrame([r["summary"] for r in results])
+    dense = summary["dense_teacher_accuracy"].mean()
+    matched = pd.concat([matched_accuracy_table(r) for r in results]).groupby("policy", sort=False).mean(
+        numeric_only=True)
+    matched.loc["method"] = matched.loc[method]
+    wall = results[0]["wall_clock"]
+    out = {"wall_videos": wall["selected_videos"], "wall_passes": wall["passes"], "wall_batch": wall["throughput_batch"],
+           "dense_acc": float(dense), "dense_val_acc": float(summary["dense_teacher_val_accuracy"].mean())}
+    for name in MATCHED_CITED:
+        for column, tag in (("FLOPs ratio", "flops"), ("wall-clock ratio", "wall"), ("throughput ratio", "throughput"),
+                            ("accuracy", "acc")):
+            out[f"matched_{tag}_{name}"] = float(matched.loc[name, column])
+    upper = pd.concat([matched_accuracy_table(r, upper_bound=True) for r in results])
+    out["upper_flops_method"] = float(upper.groupby("policy", sort=False).mean(numeric_only=True).loc[method, "FLOPs ratio"])
+    gate = matched.loc["method"]
+    out["matched_acc_verdict"] = "above" if gate["accuracy"] > dense else "equal to" if gate["accuracy"] == dense else "below"
+    out["wall_vs_flops"] = "above" if gate["wall-clock ratio"] > gate["FLOPs ratio"] else "below"
+    out["throughput_vs_latency"] = "below" if gate["throughput ratio"] < gate["wall-clock ratio"] else "above"
+    return out
+
+
+def timing_numbers(breakdown: pd.DataFrame, rates: pd.DataFrame, student: str) -> dict:
+    """One video at a time: the teacher's and ``student``'s achieved GFLOP/s (``rates``:
+    :func:`achieved_gflop_s_table`; NaN where no timed point ran the student) and their ratio, and the shares
+    of preprocessing and the student in the method's matched point's time (``breakdown``:
+    :func:`time_breakdown_table`)."""
+    latency = rates["latency"]
+    at_matched = breakdown.loc[("method", "latency")]
+    return {
+        "rate_teacher": float(latency["teacher"]),
+        "rate_student": float(latency.get(student, np.nan)),
+        "rate_ratio": float(latency["teacher"] / latency.get(student, np.nan)),
+        "preprocess_share": float(at_matched["preprocess"] / at_matched["total"]),
+        "student_share": float(at_matched["student"] / at_matched["total"]),
+    }
+
+
+def budget_numbers(results: Sequence[dict], compute: pd.DataFrame, budget: float) -> dict:
+    """At matched compute: the test accuracy within ``budget`` (``at_budget_<policy>`` for
+    :data:`BUDGET_CITED`, from ``compute``, the :func:`matched_compute_table` of every result), the areas
+    under the test curves relative to the oracle's (``cd_auc``, ``sampler_auc``, ``<policy>_auc``), and the
+    FrameExit verdicts of :func:`frame_exit_comparison`; means over ``results``."""
+    method = method_choice(results)["policy"]
+    summary = pd.DataFrame([r["summary"] for r in results])
+    compute_mean = compute.groupby("policy", sort=False).mean()
+    compute_mean.loc["method"] = compute_mean.loc[method]
+    out = {"budget": budget}
+    for name in BUDGET_CITED:
+        out[f"at_budget_{name}"] = float(compute_mean.loc[name, budget])
+    out["cd_auc"] = float(summary["cd_auc_vs_oracle"].mean())
+    out["sampler_auc"] = float(summary["sampler_maxprob_auc_vs_oracle"].mean())
+    for name in AREA_CITED:
+        out[f"{name}_auc"] = float(np.mean([r["summary"]["auc_vs_oracle"][name] for r in results]))
+    versus = frame_exit_comparison(results, budget)
+    out["fe_matched_verdict"], out["fe_budget_verdict"] = versus["matched"], versus["budget"]
+    return out
+
+
+def rho_sweep_numbers(rho_table: pd.DataFrame, key: str, method: str) -> dict:
+    """The sweep over the test videos' action fraction (``rho_table``: :func:`sweep_table` over ``key``) at its
+    two ends: the best points on validation of the dense teacher, ``method`` (glued as ``method``), FrameExit
+    and the other student's gate (``rho_other``), the method's gain over the dense teacher, its matched point
+    at the high end, and two verdicts (does the chosen student carry over; does the match)."""
+    best = rho_table.groupby(["policy", key])["best accuracy"].mean().unstack(key)
+    ratio = rho_table.groupby(["policy", key])["FLOPs ratio at dense accuracy"].mean().unstack(key)
+    matched_acc = rho_table.groupby(["policy", key])["accuracy at matched point"].mean().unstack(key)
+    low, high = min(best.columns), max(best.columns)
+    out = {}
+    for name in ("dense_teacher", method, "frame_exit"):
+        tag = "method" if name == method else name
+        out[f"rho_low_{tag}"], out[f"rho_high_{tag}"] = float(best.loc[name, low]), float(best.loc[name, high])
+    other = "cd_gate" if method != "cd_gate" else "cd_gate_ctx"  # the student validation did not choose
+    out.update(rho_other=other, rho_low_other=float(best.loc[other, low]), rho_high_other=float(best.loc[other, high]))
+    worse_at_both_ends = all(best.loc[method, r] < best.loc[other, r] for r in (low, high))
+    out["rho_carry_verdict"] = (
+        "the student validation chose carries over worse than the other to action fractions it was not trained on: "
+        "the choice holds at the training fraction only" if worse_at_both_ends
+        else "the student validation chose carries over at least as well at one end of the sweep")
+    out.update(rho_low=low, rho_high=high,
+               rho_gain_low=float(best.loc[method, low] - best.loc["dense_teacher", low]),
+               rho_gain_high=float(best.loc[method, high] - best.loc["dense_teacher", high]),
+               rho_ratio_high=float(ratio.loc[method, high]), rho_matched_acc_high=float(matched_acc.loc[method, high]))
+    out["rho_match_verdict"] = (
+        "no longer matches the dense teacher there: a point chosen on validation videos like the training ones does "
+        "not carry its match over to videos the action fills"
+        if matched_acc.loc[method, high] < best.loc["dense_teacher", high] else "still matches the dense teacher there")
+    return out
+
+
+def harder_data_numbers(hard: pd.DataFrame, hard_results: Sequence[dict], easy_rho: float, hard_rho: float) -> dict:
+    """The default data (action fraction ``easy_rho``) against the harder data (``hard_rho``), from ``hard``
+    (:func:`harder_data_table` of both): areas vs the oracle and AUROCs of each (``<name>_easy``,
+    ``<name>_hard``), the best points on the harder data (``hard_<name>``), and the method validation chose
+    there (``hard_method``, from ``hard_results``)."""
+    by_rho = hard.groupby("rho").mean()
+    out = {"hard_rho": hard_rho}
+    for tag, rho in (("easy", easy_rho), ("hard", hard_rho)):
+        for column, name in (("cd_gate area vs oracle", "area"), ("cd_gate_ctx area vs oracle", "area_ctx"),
+                             ("method area vs oracle", "area_method"), ("frame_exit area vs oracle", "area_fe"),
+                             ("AUROC of s", "auroc_s"), ("AUROC of s (context)", "auroc_ctx")):
+            out[f"{name}_{tag}"] = float(by_rho.loc[rho, column])
+    for column, name in (("oracle best", "oracle"), ("cd_gate best (val)", "cd_best"),
+                         ("cd_gate_ctx best (val)", "ctx_best"), ("frame_exit best (val)", "fe_best"),
+                         ("dense teacher", "dense")):
+        out[f"hard_{name}"] = float(by_rho.loc[hard_rho, column])
+    choice = method_choice(hard_results)
+    out["hard_method"] = f"{choice['policy']} ({choice['text']})"
+    return out
+
+
+def ceiling_numbers(ceiling: pd.DataFrame, hard: pd.DataFrame, easy_rho: float, hard_rho: float) -> dict:
+    """What finding exactly the action clips would reach (``ceiling``: one :func:`action_selection_table`
+    column per action fraction), how often each student's top clip shows the action, and that ceiling as a
+    share of the oracle's best accuracy on the harder data (``hard``: :func:`harder_data_table`)."""
+    out = {}
+    for tag, rho in (("easy", easy_rho), ("hard", hard_rho)):
+        out[f"ceiling_{tag}"] = float(ceiling.loc["teacher mean over the action clips", rho])
+        out[f"teacher_action_{tag}"] = float(ceiling.loc["teacher right on action clips", rho])
+        for student in ("cd", "cd_ctx"):
+            out[f"top_action_{student}_{tag}"] = float(ceiling.loc[f"top clip shows the action ({student})", rho])
+    out["ceiling_vs_oracle_hard"] = (float(ceiling.loc["teacher mean over the action clips", hard_rho])
+                                     / float(hard.groupby("rho").mean().loc[hard_rho, "oracle best"]))
+    return out
+
+
+def auroc_sweep_table(results: Sequence[dict], key: str) -> pd.DataFrame:
+    """One row per result of a sweep over ``key``: the swept value, the seed and every signal's test AUROC."""
+    return pd.DataFrame([{key: config_value(r, key), "seed": r["seed"], **r["confidence_auroc"]} for r in results])
+
+
+def shift_numbers(shift_auroc: pd.DataFrame, shift_table: pd.DataFrame, key: str, method: str) -> dict:
+    """The sweep over test corruptions (``shift_auroc``: :func:`auroc_sweep_table`, ``shift_table``:
+    :func:`sweep_table`, both over ``key``) at its ends: the signals' AUROCs without and with the strongest
+    corruption (``shift_auroc0_*``, ``shift_auroc1_*``), the best points at the strongest
+    (``shift_best1_*``; ``method`` glued as ``method``), which signal loses the most, and whether the method
+    stays above the dense teacher."""
+    from cdlib.book.viz import SIGNAL_LABELS
+
+    auroc_by_shift = shift_auroc.groupby(key).mean()
+    clean, top = min(auroc_by_shift.index), max(auroc_by_shift.index)
+    out = {}
+    for name in ("cd", "cd_da", "student_maxprob", "ce_all_maxprob", "kd_maxprob"):
+        out[f"shift_auroc0_{name}"] = float(auroc_by_shift.loc[clean, name])
+        out[f"shift_auroc1_{name}"] = float(auroc_by_shift.loc[top, name])
+    shift_best = shift_table.groupby(["policy", key])["best accuracy"].mean().unstack(key)
+    for name in ("dense_teacher", "cd_gate", "cd_gate_ctx", "cd_gate_da", "sampler_maxprob", "frame_exit"):
+        out[f"shift_best1_{name}"] = float(shift_best.loc[name, top])
+    out["shift_best1_method"] = float(shift_best.loc[method, top])
+    out["shift_top"] = top
+    drops = {name: auroc_by_shift.loc[clean, name] - auroc_by_shift.loc[top, name]
+             for name in ("cd", "student_maxprob", "ce_all_maxprob", "kd_maxprob", "teacher_maxprob")}
+    loser = max(drops, key=drops.get)
+    out["shift_drop_verdict"] = ("the distilled score loses the most" if loser == "cd"
+                                 else f"the {SIGNAL_LABELS[loser]} loses the most")
+    out["shift_dense_verdict"] = "below" if shift_best.loc[method, top] < shift_best.loc["dense_teacher", top] else "above"
+    return out
+
+
+def distance_numbers(shift_results: Sequence[dict], candidates: pd.DataFrame, shift_auroc: pd.DataFrame,
+                     shift_table: pd.DataFrame, key: str) -> dict:
+    """The distance-aware score under the corruption sweep: the candidate validation chose, how far apart the
+    candidates' val AUROCs are, each method's best candidate at the strongest corruption (``candidates``:
+    :func:`distance_table`), the FLOPs of ``cd_gate`` and ``cd_gate_da`` at their matched points without
+    corruption, and two verdicts: whether ``cd_da`` lifts the AUROC over ``cd`` at the strongest corruption
+    (:func:`auroc_lifts`) and whether ``cd_gate_da`` reaches the dense teacher there."""
+    auroc_by_shift = shift_auroc.groupby(key).mean()
+    clean, top = min(auroc_by_shift.index), max(auroc_by_shift.index)
+    out = {"da_chosen": chosen_distance(shift_results),
+           "da_val_gap": float(candidates["val AUROC"].max() - candidates["val AUROC"].min())}
+    by_method = candidates.groupby(level="method").max()
+    for name in by_method.index:
+        out[f"da_best_{name}"] = float(by_method.loc[name, top])
+    matched_flops = shift_table.groupby(["policy", key])["FLOPs ratio at dense accuracy"].mean().unstack(key)
+    for name in ("cd_gate", "cd_gate_da"):
+        out[f"shift_ratio0_{name}"] = float(matched_flops.loc[name, clean])
+    lifted = auroc_lifts(auroc_by_shift.loc[top, "cd_da"], auroc_by_shift.loc[top, "cd"])
+    out["da_verdict"] = "lifts" if lifted else "does not lift"
+    shift_best = shift_table.groupby(["policy", key])["best accuracy"].mean().unstack(key)
+    out["da_dense_verdict"] = "above" if shift_best.loc["cd_gate_da", top] >= shift_best.loc["dense_teacher", top] else "below"
+    return out

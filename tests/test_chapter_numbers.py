@@ -1,0 +1,187 @@
+"""The numbers the chapters glue (cdlib.experiment.claims, and the chapters' helpers in cdlib.experiment.tables) and
+the figures of cdlib.book.figures: means over seeds through folds.aggregate against a direct computation, the one
+AUROC-lift rule, and every chapter's numbers on a tiny benchmark run against the result they come from."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from cdlib.book import figures
+from cdlib.experiment import bench, claims, tables
+from cdlib.experiment.bench import run_benchmark
+from cdlib.experiment.config import profile_config
+from cdlib.experiment.evaluation import collect_outputs
+from cdlib.runtime.artifacts import ArtifactStore
+
+TINY = {
+    "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
+    "data.num_train": 12, "data.num_val": 6, "data.num_test": 6,
+    "teacher_train.epochs": 1, "teacher_train.batch_size": 16,
+    "student_train.epochs": 1, "student_train.batch_size": 16,
+    "bench.thetas": "0.5,1.01", "bench.random_repeats": 2, "bench.wall_videos": 2, "bench.wall_repeats": 1,
+    "bench.throughput_batch": 4,
+}
+
+
+def fake_result(seed, dense, ratio, auroc, best):
+    return {
+        "seed": seed,
+        "config": {"data": {"source": "synthetic"}},
+        "summary": {"dense_teacher_accuracy": dense, "gflops_ratio_at_dense_accuracy": {"cd_gate": ratio},
+                    "auc_vs_oracle": {"cd_gate": 0.5 + seed / 10}, "upper_bound": {"cd_accuracy_gain": 0.1}},
+        "confidence_auroc": {"cd": auroc},
+        "policies": {"cd_gate": [{"accuracy": 0.2}, {"accuracy": best}], "oracle": [{"accuracy": 0.3},
+                                                                                   {"accuracy": best + 0.1}]},
+        "selected": {"cd_gate": {"best": 1}},
+    }
+
+
+def test_seed_means_against_a_direct_computation():
+    results = [fake_result(0, 0.5, 0.4, 0.8, 0.6), fake_result(1, 0.7, None, 0.9, 0.7), fake_result(2, 0.75, 0.6, 0.7, 0.8)]
+    means = claims.SeedMeans(results)
+    assert means.summary("dense_teacher_accuracy") == pytest.approx(statistics.mean([0.5, 0.7, 0.75]))
+    assert means.ratio("cd_gate") == pytest.approx(0.5)  # not reached in one seed: missing, not zero
+    assert means.auroc("cd") == pytest.approx(0.8)
+    assert means.area("cd_gate") == pytest.approx(0.6)
+    assert means.upper("cd_accuracy_gain") == pytest.approx(0.1)
+    assert means.best("cd_gate") == pytest.approx(0.7)  # the point selected as "best", not the curve's maximum
+    assert means.oracle_best() == pytest.approx(0.8)
+    assert math.isnan(means.ratio("frame_exit")) and math.isnan(means.auroc("kd_maxprob"))  # absent: NaN
+    assert math.isnan(claims.SeedMeans([fake_result(0, 0.5, None, 0.8, 0.6)]).ratio("cd_gate"))
+
+
+def test_saved_in_words():
+    assert claims.saved(0.25) == "75%"
+    assert claims.saved(float("nan")) == "never matched on validation"
+
+
+def test_auroc_lift_is_one_rule_with_one_margin():
+    assert tables.AUROC_LIFT == 0.05
+    assert tables.auroc_lifts(0.80, 0.70)
+    assert not tables.auroc_lifts(0.74, 0.70)
+    assert tables.auroc_lifts(0.80, 0.70, 0.74) and not tables.auroc_lifts(0.80, 0.70, 0.76)  # above every reference
+    assert not tables.auroc_lifts(float("nan"), 0.5) and not tables.auroc_lifts(0.9, float("nan"))
+    assert tables.auroc_lifts(0.72, 0.70, margin=0.01)
+    with pytest.raises(ValueError):
+        tables.auroc_lifts(0.8)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
+    cfg = profile_config("ci", 0).replace(**TINY)
+    return cfg, store, run_benchmark(cfg, store)
+
+
+def test_claims_table_and_conclusions_numbers_on_a_tiny_run(tiny_run):
+    cfg, store, result = tiny_run
+    results = [result]
+    table = claims.claims_table(results, results, results, shift=1.0, hard_rho=0.2, budget=0.25)
+    assert list(table.columns) == claims.CLAIM_COLUMNS[1:] and len(table) == 11
+    assert table.index[0] == "accuracy gain over dense averaging"
+    assert f"{100 * result['summary']['cd_accuracy_gain']:+.1f} points" in table.iloc[0, -1]
+    numbers = claims.conclusions_numbers(results, results, results, [collect_outputs(cfg, store)], shift=1.0,
+                                         hard_rho=0.2, budget=0.25)
+    summary = result["summary"]
+    assert numbers["dense"] == summary["dense_teacher_accuracy"]
+    assert numbers["auroc_cd"] == result["confidence_auroc"]["cd"]
+    assert numbers["gain"] == pytest.approx(100 * summary["cd_accuracy_gain"])
+    assert numbers["method"] == summary["method"]["policy"]
+    assert numbers["best_uniform"] == tables.selected_point(result, "uniform_k", "best")["accuracy"]
+    assert numbers["saved"] == claims.saved(summary["cd_gflops_ratio_at_dense_accuracy"] or float("nan"))
+    lifted = tables.auroc_lifts(numbers["auroc_da_shift"], numbers["auroc_cd_shift"], numbers["auroc_ce_shift"])
+    assert (numbers["da_shift_verdict"] == "repairs it on these data") == (
+        lifted and numbers["best_da_shift"] >= numbers["dense_shift"])
+    assert numbers["clip_shape"] == "×".join(str(n) for n in result["cost"]["input_shape"][1:])
+
+
+def test_index_numbers_on_a_tiny_run(tiny_run):
+    _, _, result = tiny_run
+    numbers = claims.index_numbers([result, result])  # two identical seeds: their mean is the run's value
+    summary = result["summary"]
+    assert numbers["intro_dense_acc"] == pytest.approx(summary["dense_teacher_accuracy"])
+    assert numbers["intro_upper_gain"] == pytest.approx(100 * summary["upper_bound"]["cd_accuracy_gain"])
+    assert numbers["intro_auroc_cd"] == pytest.approx(result["confidence_auroc"]["cd"])
+    assert numbers["intro_method"] == summary["method"]["policy"]
+    assert numbers["intro_n_val"] == result["data"]["val_videos"]
+    assert {numbers["intro_ce_name"], numbers["intro_ce_other"]} == {"CE student (action clips)", "CE student (all clips)"}
+
+
+def test_accuracy_vs_compute_numbers_on_a_tiny_run(tiny_run):
+    cfg, store, result = tiny_run
+    results = [result]
+    method = tables.method_choice(results)
+    cost = tables.cost_numbers(results)
+    assert cost["student_ratio"] == pytest.approx(result["cost"]["student_teacher_flops_ratio"])
+    assert cost["method_policy"] == method["policy"] and cost["n_test"] == result["data"]["test_videos"]
+    matched = tables.matched_numbers(results)
+    table = tables.matched_accuracy_table(result)
+    assert matched["matched_flops_method"] == pytest.approx(table.loc[method["policy"], "FLOPs ratio"], nan_ok=True)
+    assert matched["matched_acc_cd_gate"] == pytest.approx(table.loc["cd_gate", "accuracy"], nan_ok=True)
+    assert matched["dense_acc"] == result["summary"]["dense_teacher_accuracy"]
+    assert {f"matched_{t}_{n}" for t in ("flops", "wall", "throughput", "acc") for n in tables.MATCHED_CITED} <= set(matched)
+    compute = tables.matched_compute_table(result, (0.1, 0.25))
+    at_budget = tables.budget_numbers(results, compute, 0.25)
+    assert at_budget["at_budget_oracle"] == pytest.approx(compute.loc["oracle", 0.25], nan_ok=True)
+    assert at_budget["cd_gate_auc"] == pytest.approx(result["summary"]["auc_vs_oracle"]["cd_gate"])
+    assert at_budget["fe_matched_verdict"] == tables.frame_exit_comparison(results, 0.25)["matched"]
+    timing = tables.timing_numbers(tables.time_breakdown_table(results), tables.achieved_gflop_s_table(results),
+                                   method["student"])
+    assert 0 < timing["preprocess_share"] < 1 and timing["rate_teacher"] > 0
+
+
+def test_sweep_numbers_on_a_tiny_run(tiny_run):
+    cfg, store, result = tiny_run
+    key = "data.test_informative_fraction"
+    rho_table = tables.sweep_table(bench.sweep(cfg, key, (0.25, 1.0), store), key)
+    method = tables.method_choice([result])["policy"]
+    rho = tables.rho_sweep_numbers(rho_table, key, method)
+    best = rho_table.set_index(["policy", key])["best accuracy"]
+    assert rho["rho_low"] == 0.25 and rho["rho_high"] == 1.0
+    assert rho["rho_gain_high"] == pytest.approx(best[(method, 1.0)] - best[("dense_teacher", 1.0)])
+    assert rho["rho_other"] != method
+    key_shift = "data.test_shift"
+    shift_results = bench.sweep(cfg, key_shift, (0.0, 1.0), store)
+    shift_table = tables.sweep_table(shift_results, key_shift)
+    aurocs = tables.auroc_sweep_table(shift_results, key_shift)
+    assert list(aurocs[key_shift]) == [0.0, 1.0] and aurocs.loc[1, "cd"] == shift_results[1]["confidence_auroc"]["cd"]
+    shift = tables.shift_numbers(aurocs, shift_table, key_shift, method)
+    assert shift["shift_top"] == 1.0 and shift["shift_auroc1_cd"] == shift_results[1]["confidence_auroc"]["cd"]
+    candidates = tables.distance_table(shift_results, key_shift)
+    distance = tables.distance_numbers(shift_results, candidates, aurocs, shift_table, key_shift)
+    auroc = shift_results[1]["confidence_auroc"]
+    assert (distance["da_verdict"] == "lifts") == tables.auroc_lifts(auroc["cd_da"], auroc["cd"])
+    assert distance["da_chosen"] == shift_results[0]["distance"]["chosen"]
+    matplotlib.use("Agg")
+    shown = ["oracle", "cd_gate", "uniform_k", "dense_teacher"]
+    for fig in (figures.rho_sweep_figure(rho_table, key, shown),
+                figures.shift_figure(shift_table, aurocs, key_shift, shown[1:])):
+        assert len(fig.axes) == 2
+    assert fig.axes[1].get_ylabel() == "AUROC: teacher right on a clip"
+
+
+def test_harder_data_and_ceiling_numbers_by_hand():
+    hard = pd.DataFrame([
+        {"rho": 0.5, "seed": 0, "dense teacher": 0.6, "oracle best": 0.9, "cd_gate best (val)": 0.7,
+         "cd_gate_ctx best (val)": 0.72, "frame_exit best (val)": 0.65, "cd_gate area vs oracle": 0.8,
+         "cd_gate_ctx area vs oracle": 0.85, "frame_exit area vs oracle": 0.7, "sampler_maxprob area vs oracle": 0.6,
+         "method area vs oracle": 0.85, "AUROC of s": 0.75, "AUROC of s (context)": 0.8},
+        {"rho": 0.2, "seed": 0, "dense teacher": 0.4, "oracle best": 0.8, "cd_gate best (val)": 0.5,
+         "cd_gate_ctx best (val)": 0.6, "frame_exit best (val)": 0.45, "cd_gate area vs oracle": 0.6,
+         "cd_gate_ctx area vs oracle": 0.7, "frame_exit area vs oracle": 0.5, "sampler_maxprob area vs oracle": 0.4,
+         "method area vs oracle": 0.7, "AUROC of s": 0.65, "AUROC of s (context)": 0.7}])
+    chosen = {"summary": {"method": {"policy": "cd_gate_ctx", "val_auc_vs_oracle": {"cd_gate": 0.5, "cd_gate_ctx": 0.6}}}}
+    numbers = tables.harder_data_numbers(hard, [chosen], 0.5, 0.2)
+    assert numbers["area_easy"] == 0.8 and numbers["area_ctx_hard"] == 0.7 and numbers["hard_oracle"] == 0.8
+    assert numbers["hard_method"] == "cd_gate_ctx (chosen on validation; one run)"
+    rows = ["teacher mean over the action clips", "teacher right on action clips",
+            "top clip shows the action (cd)", "top clip shows the action (cd_ctx)"]
+    ceiling = pd.DataFrame({0.5: [0.7, 0.8, 0.9, 0.95], 0.2: [0.6, 0.5, 0.8, 0.9]}, index=rows)
+    numbers = tables.ceiling_numbers(ceiling, hard, 0.5, 0.2)
+    assert numbers["ceiling_hard"] == 0.6 and numbers["top_action_cd_ctx_easy"] == 0.95
+    assert numbers["ceiling_vs_oracle_hard"] == pytest.approx(0.6 / 0.8)
