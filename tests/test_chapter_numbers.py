@@ -185,3 +185,57 @@ def test_harder_data_and_ceiling_numbers_by_hand():
     numbers = tables.ceiling_numbers(ceiling, hard, 0.5, 0.2)
     assert numbers["ceiling_hard"] == 0.6 and numbers["top_action_cd_ctx_easy"] == 0.95
     assert numbers["ceiling_vs_oracle_hard"] == pytest.approx(0.6 / 0.8)
+
+
+def test_calibration_numbers_of_the_toy():
+    from cdlib.experiment import calibration_tables as ct, toy
+
+    runs = [toy.run_toy(seed=0, steps=100)]
+    numbers = ct.toy_calibration_numbers(runs)
+    cal = runs[0].calibration().set_index("scaling")
+    assert numbers["toy_T"] == pytest.approx(cal.loc["temperature", "temperature"])
+    assert numbers["toy_ece_ts"] == pytest.approx(cal.loc["temperature", "ece"])
+    grids = ct.confidence_grids(runs[0], 3.0, 40.0, resolution=21)
+    plane = ct.toy_plane_numbers(grids)
+    assert plane["toy_plane99_raw"] == pytest.approx(float((grids["raw", "far"].confidence >= 0.99).mean()))
+    alphas, directions = toy.log_alphas(1, 1e4, 5), toy.random_directions(8, seed=0)
+    rays = ct.toy_ray_table(runs, directions, alphas)
+    assert set(rays.scaling) == {"raw", "temperature"} and len(rays) == 2 * 8 * 5
+    rays_numbers = ct.toy_ray_numbers(rays)
+    far = rays[(rays.alpha == rays.alpha.max()) & (rays.scaling == "raw")].confidence
+    assert rays_numbers["toy_n_dirs"] == 8 and rays_numbers["toy_far_min_raw"] == pytest.approx(far.min())
+    assert rays_numbers["toy_far99_raw"] == pytest.approx((far >= 0.99).mean())
+    signal_rays = ct.toy_signal_rays([toy.distill_toy(runs[0], n_transfer=200, steps=50)], directions, alphas)
+    signals = ct.toy_signal_numbers(signal_rays)
+    assert signals["toy_far_s_da"] == pytest.approx(signal_rays[signal_rays.alpha == alphas[-1]].s_da.mean())
+    matplotlib.use("Agg")
+    assert len(figures.toy_confidence_map(runs[0], grids, 3.0).axes) == 5  # four maps and the colour bar
+    assert len(figures.toy_rays_figure(rays, [0], shown_directions=4).axes) == 2
+    assert len(figures.toy_signal_rays_figure(signal_rays, toy.TOY_SIGNALS).axes) == 1
+
+
+def test_calibration_numbers_of_the_probes_on_a_tiny_run(tiny_run):
+    from cdlib.experiment import calibration_tables as ct, probes
+
+    cfg, store, _ = tiny_run
+    alphas = (1.0, 4.0)
+    calibration = probes.teacher_calibration(cfg, store).assign(seed=0)
+    numbers = ct.teacher_calibration_numbers(calibration)
+    row = calibration.set_index(["clips", "scaling"]).loc[("action", "temperature")]
+    assert numbers["teacher_ece_action_ts"] == pytest.approx(row["ece"])
+    rel = ct.mean_reliability(ct.teacher_reliability(cfg, store, n_bins=5))
+    assert set(rel.columns) >= {"accuracy", "accuracy_std", "confidence", "count"}
+    probe = probes.teacher_probe(cfg, store, alphas=alphas, max_clips=20, num_noise=10).assign(seed=0)
+    table = ct.probe_table(probe)
+    numbers = ct.probe_numbers(table, alphas)
+    assert numbers["alpha_max"] == 4 and numbers["probe_num_noise"] == 10
+    noise = probe[probe.group == "noise"]
+    assert numbers["probe_noise_confidence"] == pytest.approx(noise.confidence.mean())
+    student = ct.student_probe_numbers(table, alphas)
+    assert student["student_scaledmax_accuracy"] == pytest.approx(table.loc[("scaled", 4.0), "accuracy"])
+    by_alpha = ct.scaled_by_alpha(probe)
+    assert list(by_alpha.index.get_level_values("kind").unique()) == list(ct.SCALED_KINDS)
+    matplotlib.use("Agg")
+    assert len(figures.reliability_figure(rel).axes) == 4
+    assert len(figures.probe_ecdf_figure(probe, 4.0).axes) == 2
+    assert len(figures.probe_alpha_figure(by_alpha, alphas).axes) == 2

@@ -56,3 +56,146 @@ def shift_figure(table: pd.DataFrame, aurocs: pd.DataFrame, key: str, policies: 
     axes[1].set_ylim(0.2, 1.0)
     viz.legend_below(axes[1], ncols=1)
     return fig
+
+
+# ----------------------------------------------------------------------------- the calibration chapter
+
+def toy_confidence_map(run, grids: dict, near: float):
+    """The toy MLP's confidence over the plane (``grids``: :func:`cdlib.experiment.calibration_tables.confidence_grids`)
+    with its training points: the far square on top (the near one outlined), the near one below; raw softmax
+    left, temperature-scaled right."""
+    from matplotlib.patches import Rectangle
+
+    fig, axes = viz.figure(2, 2, height=7.4)
+    x_train, y_train = run.train
+    titles = (("raw", "raw softmax"), ("temperature", f"temperature-scaled (T = {run.temperature:.2f})"))
+    for col, (scaling, title) in enumerate(titles):
+        for row, view in enumerate(("far", "near")):
+            ax = axes[row, col]
+            grid = grids[scaling, view]
+            image = ax.imshow(grid.confidence, origin="lower", extent=grid.extent, vmin=0.25, vmax=1.0,
+                              cmap="viridis", interpolation="nearest")
+            ax.scatter(x_train[:, 0], x_train[:, 1], c=[f"C{int(k) + 4}" for k in y_train],
+                       s=6 if view == "far" else 14, edgecolors="white", linewidths=0.3)
+            if view == "far":
+                ax.add_patch(Rectangle((-near, -near), 2 * near, 2 * near, fill=False, edgecolor="white", lw=1))
+            ax.set_title(f"{title}\n[-{grid.extent[1]:g}, {grid.extent[1]:g}]²")
+            ax.set_xlabel("$x_1$ (data units)")
+            ax.set_ylabel("$x_2$ (data units)")
+            ax.grid(False)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="confidence: max softmax")
+    return fig
+
+
+def toy_rays_figure(rays: pd.DataFrame, seeds: Sequence[int], shown_directions: int = 16):
+    """The toy MLP's confidence along rays (``rays``: :func:`cdlib.experiment.calibration_tables.toy_ray_table`),
+    raw left and temperature-scaled right: ``shown_directions`` single directions of the first seed in grey,
+    the mean over directions (± std over seeds where there are several) in blue."""
+    n_dirs = rays.direction.nunique()
+    per_seed = rays.groupby(["scaling", "seed", "alpha"]).confidence.mean().reset_index()
+    curve = per_seed.groupby(["scaling", "alpha"]).confidence.agg(["mean", "std"]).reset_index()
+    fig, axes = viz.figure(1, 2, height=4.4, sharey=True)
+    for ax, (scaling, title) in zip(axes, (("raw", "raw softmax"), ("temperature", "temperature-scaled"))):
+        mine = rays[(rays.scaling == scaling) & (rays.seed == seeds[0])]
+        for d in range(shown_directions):
+            one = mine[mine.direction == d]
+            ax.plot(one.alpha, one.confidence, color="0.6", lw=0.7, alpha=0.8,
+                    label=f"single directions ({shown_directions} of {n_dirs})" if d == 0 else None)
+        mean = curve[curve.scaling == scaling]
+        label = f"mean over {n_dirs} directions" + (f" (± std over {len(seeds)} seeds)" if len(seeds) > 1 else "")
+        ax.plot(mean.alpha, mean["mean"], color="C0", lw=2.2, label=label)
+        if len(seeds) > 1:
+            ax.fill_between(mean.alpha, mean["mean"] - mean["std"], mean["mean"] + mean["std"], color="C0", alpha=0.25)
+        ax.axhline(0.25, color="k", ls=":", lw=1, label="uniform over 4 classes")
+        ax.axvspan(1, 2, color="C2", alpha=0.12, label="where the data lies")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"distance from the origin $\alpha$ (data units)")
+        ax.set_title(title)
+    axes[0].set_ylabel("confidence: max softmax")
+    axes[0].set_ylim(0.2, 1.02)
+    viz.figure_legend(fig, axes[1])
+    return fig
+
+
+def toy_signal_rays_figure(signal_rays: pd.DataFrame, signals: Sequence[str]):
+    """The toy's confidences ``signals`` along the rays (``signal_rays``:
+    :func:`cdlib.experiment.calibration_tables.toy_signal_rays`), with the data's distances shaded."""
+    fig, ax = viz.figure(height=4.6)
+    viz.plot_signal_rays(signal_rays, signals, ax=ax)
+    ax.axvspan(1, 2, color="C2", alpha=0.12, label="where the data lies")
+    viz.legend_below(ax)
+    return fig
+
+
+def reliability_figure(rel: pd.DataFrame, error_bars: bool = False):
+    """Reliability diagrams (``rel``: :func:`cdlib.experiment.calibration_tables.mean_reliability`), raw and
+    temperature-scaled, for action clips (left) and all clips (right), with the clips per bin below (log
+    scale); ± one std over seeds where ``error_bars``."""
+    fig, axes = viz.figure(2, 2, height=6.0, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    styles = {"raw": ("C3", "o", "raw softmax"), "temperature": ("C0", "s", "temperature-scaled")}
+    for col, (clips, title) in enumerate((("action", "action clips"), ("all", "all clips"))):
+        top, bottom = axes[0, col], axes[1, col]
+        top.plot([0, 1], [0, 1], color="k", ls=":", lw=1, label="perfect calibration")
+        for scaling, (color, marker, label) in styles.items():
+            d = rel[(rel.clips == clips) & (rel.scaling == scaling) & (rel["count"] > 0)]
+            top.errorbar(d.confidence, d.accuracy, yerr=d.accuracy_std if error_bars else None, color=color,
+                         marker=marker, ms=4, lw=1.3, label=label)
+            bottom.bar((d.lower + d.upper) / 2 + (-0.012 if scaling == "raw" else 0.012), d["count"], width=0.024,
+                       color=color, alpha=0.8)
+        top.set_title(title)
+        top.set_xlim(0, 1.02)
+        top.set_ylim(0, 1.02)
+        bottom.set_yscale("log")
+        bottom.set_xlabel("confidence: max softmax (bin mean)")
+    axes[0, 0].set_ylabel("accuracy in bin")
+    axes[1, 0].set_ylabel("clips per bin")
+    viz.figure_legend(fig, axes[0, 0], ncols=3)
+    return fig
+
+
+def probe_ecdf_figure(probe: pd.DataFrame, alpha: float):
+    """The ECDF of the teacher's confidence (raw left, temperature-scaled right) on the action, uninformative
+    and noise clips of a probe table (one seed's) and on its clips scaled by ``alpha``."""
+    import numpy as np
+
+    parts = {"action clips": probe[probe.group == "action"],
+             "uninformative clips": probe[probe.group == "uninformative"],
+             "noise clips": probe[probe.group == "noise"],
+             f"test clips scaled by α = {alpha:g}": probe[(probe.group == "scaled") & (probe.alpha == alpha)]}
+    fig, axes = viz.figure(1, 2, height=4.2, sharey=True)
+    colors = ["C0", "C1", "C3", "C2"]
+    for ax, (column, title) in zip(axes, (("confidence", "raw softmax"), ("confidence_ts", "temperature-scaled"))):
+        for color, (label, part) in zip(colors, parts.items()):
+            values = np.sort(part[column].to_numpy())
+            ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post", color=color, lw=1.6,
+                    label=label)
+        ax.set_xlabel("confidence: max softmax")
+        ax.set_title(title)
+        ax.set_xlim(0, 1.01)
+    axes[0].set_ylabel("fraction of clips with confidence ≤ x")
+    viz.figure_legend(fig, axes[0])
+    return fig
+
+
+def probe_alpha_figure(by_alpha: pd.DataFrame, alphas: Sequence[float], error_bars: bool = False):
+    """Mean confidence (raw and scaled) and accuracy against the input scale, per kind of scaled clip
+    (``by_alpha``: :func:`cdlib.experiment.calibration_tables.scaled_by_alpha`); ± one std over seeds where
+    ``error_bars``."""
+    from cdlib.experiment.calibration_tables import SCALED_KINDS
+
+    fig, axes = viz.figure(1, 2, height=4.2, sharey=True)
+    lines = (("confidence", "mean confidence, raw", "C3", "o"),
+             ("confidence_ts", "mean confidence, scaled by T", "C0", "s"), ("accuracy", "accuracy", "k", "^"))
+    for ax, kind in zip(axes, SCALED_KINDS):
+        d = by_alpha.loc[kind]
+        for column, label, color, marker in lines:
+            ax.errorbar(d.index, d[(column, "mean")], yerr=d[(column, "std")] if error_bars else None,
+                        color=color, marker=marker, ms=4, lw=1.4, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(alphas), [f"{a:g}" for a in alphas])
+        ax.set_xlabel(r"input scale $\alpha$")
+        ax.set_title(kind)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("mean over clips")
+    viz.figure_legend(fig, axes[0], ncols=3)
+    return fig
