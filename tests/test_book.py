@@ -92,7 +92,7 @@ def test_chapter_makes_its_figures_through_viz(name):
 MAX_VISIBLE_LINES = 15
 HIDDEN = {"remove-cell", "remove-input"}
 # chapters not yet rewritten so (issue 25, item 6): expected to fail until they are
-NOT_YET_VISIBLE = {"distillation", "real_videos"}
+NOT_YET_VISIBLE = {"real_videos"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n in NOT_YET_VISIBLE

@@ -239,3 +239,44 @@ def test_calibration_numbers_of_the_probes_on_a_tiny_run(tiny_run):
     assert len(figures.reliability_figure(rel).axes) == 4
     assert len(figures.probe_ecdf_figure(probe, 4.0).axes) == 2
     assert len(figures.probe_alpha_figure(by_alpha, alphas).axes) == 2
+
+
+def test_distillation_numbers_on_a_tiny_run(tiny_run):
+    from cdlib.experiment import distillation_tables as dt
+    from cdlib.experiment.students import trained_students
+    from cdlib.experiment.trained_models import get_student
+
+    cfg, store, _ = tiny_run
+    weights, clips = dt.ladder(cfg)
+    assert clips == {"ce": "action", "ce_all": "all", "kd": "all", "cd": "all"}
+    ladder = dt.ladder_numbers(cfg)
+    assert ladder["gamma"] == weights.loc["cd", "gamma"] and ladder["target"] == cfg.distill.target
+    outputs = collect_outputs(cfg, store)
+    accuracy = dt.seed_mean([tables.accuracy_table(outputs)] * 2, "model")  # two identical seeds
+    numbers = dt.accuracy_numbers(accuracy)
+    assert numbers["acc_teacher_action"] == pytest.approx(tables.accuracy_table(outputs).loc["teacher", "action clips"])
+    signals = tables.signal_table(outputs)
+    numbers = dt.signal_numbers(signals, [collect_outputs(cfg, store, split="val")])
+    row = signals[(signals.signal == "cd") & (signals.group == "all")].iloc[0]
+    assert numbers["auroc_cd_all"] == pytest.approx(row["auroc"]) and numbers["auprc_cd_all"] == pytest.approx(row["auprc"])
+    assert numbers["auroc_gap"] == pytest.approx(numbers["auroc_cd_all"] - numbers["auroc_baseline"])
+    best_softmax = max(numbers[f"auroc_{n}_all"] for n in dt.STUDENT_SOFTMAXES)
+    assert (numbers["answer"] == "Yes, on these data") == (numbers["auroc_cd_all"] > best_softmax)
+    matplotlib.use("Agg")
+    histories = {v: get_student(cfg, v, store).history for v in trained_students()}
+    assert len(figures.ladder_history_figure(histories).axes) == 3
+    assert len(figures.signals_figure(outputs, signals).axes) == 2
+
+
+def test_ablation_numbers_by_hand():
+    from cdlib.experiment import distillation_tables as dt
+
+    ablation = pd.DataFrame({"cd AUROC": [0.8, 0.6, 0.75, 0.65, 0.78]}, index=[
+        "target=true_class_prob", "target=max_prob", "target=correct", "target=neg_entropy",
+        "target=true_class_prob, calibrated teacher"])
+    numbers = dt.ablation_numbers(ablation, 1.5)
+    assert numbers["abl_best"] == "true_class_prob" and numbers["abl_label_free"] == 0.65
+    assert numbers["abl_correct"] == 0.75 and numbers["calibration_effect"] == "flattens"
+    assert numbers["label_verdict"].startswith("both targets that use the label beat")
+    ablation.loc["target=neg_entropy", "cd AUROC"] = 0.9
+    assert dt.ablation_numbers(ablation, 0.9)["label_verdict"].startswith("using the label")

@@ -199,3 +199,66 @@ def probe_alpha_figure(by_alpha: pd.DataFrame, alphas: Sequence[float], error_ba
     axes[0].set_ylabel("mean over clips")
     viz.figure_legend(fig, axes[0], ncols=3)
     return fig
+
+
+# ----------------------------------------------------------------------------- the distillation chapter
+
+#: display names of the students of the ladder
+LADDER_NAMES = {"ce": "CE (action clips)", "ce_all": "CE (all clips)", "kd": "KD", "cd": "CD"}
+
+
+def ladder_history_figure(histories: dict[str, list[dict]]):
+    """The students' training curves (``histories``: each student's epoch history): train cross-entropy, the
+    train BCE of the score (KD and CD) and the val clip accuracy."""
+    fig, axes = viz.figure(1, 3, height=3.6)
+    names = LADDER_NAMES
+    viz.plot_history({names[v]: h for v, h in histories.items()}, "train_ce", ax=axes[0],
+                     label="train cross-entropy", legend=False)
+    viz.plot_history({names[v]: h for v, h in histories.items() if v in ("kd", "cd")}, "train_bce", ax=axes[1],
+                     label="train BCE of the score", legend=False)
+    viz.plot_history({names[v]: h for v, h in histories.items()}, "val_clip_accuracy", ax=axes[2],
+                     label="val clip accuracy", legend=False)
+    axes[1].set_title("KD: score head untrained")
+    viz.figure_legend(fig, axes[0], ncols=4)
+    return fig
+
+
+#: the signals of the ROC panel (six curves) and of the violin panel
+ROC_SIGNALS = ("cd", "cd_ctx", "cd_da", "student_maxprob", "kd_maxprob", "teacher_maxprob")
+VIOLIN_SIGNALS = ("cd", "student_maxprob", "ce_all_maxprob", "kd_maxprob")
+
+
+def signals_figure(outputs: dict, signals: pd.DataFrame):
+    """For one seed's test ``outputs`` (:func:`cdlib.experiment.evaluation.collect_outputs`): the ROC curves of
+    :data:`ROC_SIGNALS` for "the teacher is right on this clip" (top; AUROCs in the legend, means over the seeds
+    of ``signals``, the :func:`cdlib.experiment.tables.signal_table` of every seed), and the distribution of
+    :data:`VIOLIN_SIGNALS` on action and non-action clips (bottom)."""
+    import numpy as np
+    import seaborn as sns
+
+    from cdlib.experiment.evaluation import confidence_signals
+    from cdlib.method.calibration import roc_curve
+
+    auroc = signals.groupby(["signal", "group"])["auroc"].mean()
+    fig, axes = viz.stacked_figure((7.4, 4.6))
+    correct = outputs["teacher"].correct
+    curves, areas = {}, {}
+    for name in ROC_SIGNALS:
+        fpr, tpr, _ = roc_curve(confidence_signals(outputs)[name], correct)
+        curves[name], areas[name] = (fpr, tpr), float(auroc.loc[(name, "all")])
+    viz.plot_roc(curves, areas, ax=axes[0])
+    axes[0].set_title("ROC: is the teacher right on this clip? (all test clips)")
+    informative = outputs["teacher"].informative.numpy()
+    rows = []
+    for name in VIOLIN_SIGNALS:
+        values = confidence_signals(outputs)[name].numpy()
+        rows.append(pd.DataFrame({"signal": viz.SIGNAL_LABELS[name], "value": values,
+                                  "clip": np.where(informative == 1, "action clip", "non-action clip")}))
+    sns.violinplot(data=pd.concat(rows), x="value", y="signal", hue="clip", split=True, inner="quart", cut=0,
+                   density_norm="width", ax=axes[1], palette={"action clip": "C0", "non-action clip": "C1"})
+    axes[1].set_xlabel("signal value")
+    axes[1].set_ylabel("")
+    axes[1].set_xlim(0, 1)
+    viz.legend_below(axes[1])
+    axes[1].set_title("signal on action vs non-action test clips")
+    return fig
