@@ -91,12 +91,9 @@ def test_chapter_makes_its_figures_through_viz(name):
 #: the longest a visible code cell may be: a reader sees which cdlib call makes a figure or a table
 MAX_VISIBLE_LINES = 15
 HIDDEN = {"remove-cell", "remove-input"}
-# chapters not yet rewritten so (issue 25, item 6): expected to fail until they are
-NOT_YET_VISIBLE = {"real_videos"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n in NOT_YET_VISIBLE
-                                  else n for n in CHAPTERS])
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_chapter_shows_most_of_its_code_in_short_cells(name):
     """Like a lecture: at least half of a chapter's code cells are visible, and each visible one is short; long
     computations belong in cdlib functions with docstrings and tests, which the chapter calls."""

@@ -280,3 +280,46 @@ def test_ablation_numbers_by_hand():
     assert numbers["label_verdict"].startswith("both targets that use the label beat")
     ablation.loc["target=neg_entropy", "cd AUROC"] = 0.9
     assert dt.ablation_numbers(ablation, 0.9)["label_verdict"].startswith("using the label")
+
+
+class FakeVideos:
+    """A data set of ``n`` videos of ``clips`` clips each (two frames of 4×4 RGB), class ``i % classes``."""
+
+    class_names = ["bend", "jack", "wave"]
+
+    def __init__(self, n, clips=3, classes=3, prefix="v"):
+        self.n, self.clips, self.num_classes, self.prefix = n, clips, classes, prefix
+
+    def __len__(self):
+        return self.n
+
+    def meta(self, i):
+        from types import SimpleNamespace
+        return SimpleNamespace(name=f"{self.prefix}{i}", num_clips=self.clips + i % 2, label=i % self.num_classes)
+
+    def __getitem__(self, i):
+        import torch
+        return torch.rand(self.clips + i % 2, 2, 4, 4, 3), i % self.num_classes
+
+
+def test_real_videos_numbers(tiny_run):
+    from cdlib.experiment import folds, real_tables
+
+    assert real_tables.count_text([8, 8]) == "8" and real_tables.count_text([8, 7, 8]) == "7 to 8"
+    cfg, store, result = tiny_run
+    datasets = [{"train": FakeVideos(6, prefix="a"), "val": FakeVideos(2, prefix="b"), "test": FakeVideos(4, prefix="c")},
+                {"train": FakeVideos(5, prefix="a"), "val": FakeVideos(2, prefix="b"), "test": FakeVideos(5, prefix="c")}]
+    sizes = pd.DataFrame([{"train": 6, "val": 2, "test": 4, "skipped": 1}, {"train": 5, "val": 2, "test": 5, "skipped": 0}])
+    numbers = real_tables.data_numbers(datasets, sizes, cfg)
+    assert numbers["n_videos"] == 12 and numbers["n_folds"] == 2 and numbers["n_train"] == "5 to 6"
+    assert numbers["point_per_video"] == 0.25 and numbers["skipped"] == 1 and numbers["chance"] == 1 / 3
+    assert (numbers["clips_min"], numbers["clips_max"]) == (3, 4)
+    over = folds.aggregate([result, result])
+    numbers = real_tables.fold_numbers(over, [cfg], 3, store)
+    summary = result["summary"]
+    assert numbers["real_dense"] == f"{summary['dense_teacher_accuracy']:.3f} ± 0.000"
+    assert numbers["real_dense_vs_chance"] == pytest.approx(3 * summary["dense_teacher_accuracy"])
+    assert numbers["real_method"] == summary["method"]["policy"]
+    assert numbers["real_teacher_right"] == pytest.approx(float(collect_outputs(cfg, store)["teacher"].correct.float().mean()))
+    matplotlib.use("Agg")
+    assert len(figures.frames_figure(datasets[0]["test"], columns=2).axes) == 3 * 2

@@ -262,3 +262,30 @@ def signals_figure(outputs: dict, signals: pd.DataFrame):
     viz.legend_below(axes[1])
     axes[1].set_title("signal on action vs non-action test clips")
     return fig
+
+
+# ----------------------------------------------------------------------------- the real-videos chapter
+
+def frames_figure(dataset, columns: int = 6):
+    """The first frame of ``columns`` evenly spaced clips of the first video of each class of ``dataset``, one
+    row per class (labelled with its name), each frame titled with its clip's number."""
+    import numpy as np
+
+    shown = {}
+    for i in range(len(dataset)):
+        shown.setdefault(dataset.meta(i).label, i)
+    fig, axes = viz.figure(len(shown), columns, height=1.25 * len(shown))
+    axes = np.atleast_2d(axes)
+    for row, (label, index) in enumerate(sorted(shown.items())):
+        clips, _ = dataset[index]
+        picks = np.linspace(0, len(clips) - 1, columns).round().astype(int)
+        for col, clip in enumerate(picks):
+            ax = axes[row, col]
+            ax.imshow(clips[clip, 0].numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if col == 0:
+                ax.set_ylabel(dataset.class_names[label])
+            ax.set_title(f"clip {clip + 1}")
+    return fig
