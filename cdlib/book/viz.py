@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from cdlib.experiment.evaluation import SIGNAL_LABELS  # the signals' names, shared with the tables
 from cdlib.method.selection import pareto_front
 
 #: display name and colour of each policy, in legend order; a policy not listed here (a newly registered
@@ -34,16 +35,6 @@ POLICY_STYLE = {
     "dense_teacher": ("dense teacher", "#000000"),
 }
 
-SIGNAL_LABELS = {
-    "cd": "CD score s (distilled)",
-    "cd_ctx": "context student's score (whole video)",
-    "cd_da": "distance-aware score s_da",
-    "student_maxprob": "CE student (action clips) max-softmax",
-    "ce_all_maxprob": "CE student (all clips) max-softmax",
-    "kd_maxprob": "KD student max-softmax",
-    "cd_maxprob": "CD student max-softmax",
-    "teacher_maxprob": "teacher max-softmax",
-}
 
 
 #: colour of each confidence signal, the same in every figure (seaborn's palette, in SIGNAL_LABELS' order; the

@@ -85,7 +85,7 @@ def saved(ratio: float) -> str:
 def _baseline(results: Sequence[dict]) -> tuple[dict, str]:
     """The label-only baseline of the headline (the CE student whose softmax ranks the val clips better) and
     its name."""
-    from cdlib.book.viz import SIGNAL_LABELS
+    from cdlib.experiment.evaluation import SIGNAL_LABELS
 
     baseline = ce_baseline_of(results)
     return baseline, SIGNAL_LABELS[baseline["signal"]].removesuffix(" max-softmax")
@@ -97,7 +97,7 @@ def index_numbers(results: Sequence[dict]) -> dict:
     (and their upper bounds), the AUROCs of the distilled scores and of both label-trained students' softmax
     (the baseline is the one that ranks the validation clips better, :func:`cdlib.method.selection.ce_baseline`),
     the method validation chose, and the number of validation videos."""
-    from cdlib.book.viz import SIGNAL_LABELS
+    from cdlib.experiment.evaluation import SIGNAL_LABELS
 
     m = SeedMeans(results)
     method = method_choice(results)

@@ -65,7 +65,7 @@ def signal_numbers(signals: pd.DataFrame, val_outputs: Sequence[dict[str, ClipOu
     action and non-action clips, the label-only baseline chosen on the validation clips (``val_outputs``:
     :func:`cdlib.experiment.evaluation.collect_outputs` on val; :func:`cdlib.method.selection.ce_baseline`)
     with its val and test AUROCs and the distilled score's gap to it, and the verdicts the prose states."""
-    from cdlib.book.viz import SIGNAL_LABELS
+    from cdlib.experiment.evaluation import SIGNAL_LABELS
 
     auroc = signals.groupby(["signal", "group"])["auroc"].mean()
     auprc = signals.groupby(["signal", "group"])["auprc"].mean()

@@ -40,6 +40,19 @@ from cdlib.experiment.trained_models import get_model, get_outputs
 REFERENCE_POLICIES = ("dense_teacher", "oracle")
 
 
+#: display name of each confidence signal (:func:`confidence_signals`), in the book's figures and tables
+SIGNAL_LABELS = {
+    "cd": "CD score s (distilled)",
+    "cd_ctx": "context student's score (whole video)",
+    "cd_da": "distance-aware score s_da",
+    "student_maxprob": "CE student (action clips) max-softmax",
+    "ce_all_maxprob": "CE student (all clips) max-softmax",
+    "kd_maxprob": "KD student max-softmax",
+    "cd_maxprob": "CD student max-softmax",
+    "teacher_maxprob": "teacher max-softmax",
+}
+
+
 def evaluated_policies(cfg: Config) -> list[str]:
     """The policies a benchmark of ``cfg`` evaluates, in registration order: those of ``bench.policies`` (every
     registered policy when it is empty) and the :data:`REFERENCE_POLICIES`."""

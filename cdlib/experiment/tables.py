@@ -678,7 +678,7 @@ def shift_numbers(shift_auroc: pd.DataFrame, shift_table: pd.DataFrame, key: str
     corruption (``shift_auroc0_*``, ``shift_auroc1_*``), the best points at the strongest
     (``shift_best1_*``; ``method`` glued as ``method``), which signal loses the most, and whether the method
     stays above the dense teacher."""
-    from cdlib.book.viz import SIGNAL_LABELS
+    from cdlib.experiment.evaluation import SIGNAL_LABELS
 
     auroc_by_shift = shift_auroc.groupby(key).mean()
     clean, top = min(auroc_by_shift.index), max(auroc_by_shift.index)
