@@ -14,18 +14,10 @@ import pytest
 from cdlib.book import figures
 from cdlib.experiment import bench, claims, tables
 from cdlib.experiment.bench import run_benchmark
-from cdlib.experiment.config import profile_config
 from cdlib.experiment.evaluation import collect_outputs
 from cdlib.runtime.artifacts import ArtifactStore
+from test_bench import tiny_config  # the benchmark tests' tiny config, shared
 
-TINY = {
-    "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
-    "data.num_train": 12, "data.num_val": 6, "data.num_test": 6,
-    "teacher_train.epochs": 1, "teacher_train.batch_size": 16,
-    "student_train.epochs": 1, "student_train.batch_size": 16,
-    "bench.thetas": "0.5,1.01", "bench.random_repeats": 2, "bench.wall_videos": 2, "bench.wall_repeats": 1,
-    "bench.throughput_batch": 4,
-}
 
 
 def fake_result(seed, dense, ratio, auroc, best):
@@ -74,7 +66,7 @@ def test_auroc_lift_is_one_rule_with_one_margin():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
-    cfg = profile_config("ci", 0).replace(**TINY)
+    cfg = tiny_config()
     return cfg, store, run_benchmark(cfg, store)
 
 
