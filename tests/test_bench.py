@@ -30,6 +30,7 @@ from cdlib.experiment.tables import (
     signal_table,
     sweep_table,
     time_breakdown_table,
+    timing_numbers,
 )
 from cdlib.experiment.timing import STAGES, StageTimer, TimedPipeline, measure_wall_clock
 from cdlib.method.calibration import auroc
@@ -821,6 +822,11 @@ def test_the_time_breakdown_tables_average_the_stages_and_the_rates_over_results
     rates = achieved_gflop_s_table([result(0, 1), result(1, 1)])
     assert rates.index.name == "model" and list(rates.columns) == ["latency", "throughput"]
     assert rates.loc["teacher"].tolist() == [15.0, 40.0] and rates.loc["cd"].tolist() == [2.0, 4.5]
+    numbers = timing_numbers(table, rates, "cd")
+    assert numbers["rate_ratio"] == pytest.approx(7.5) and numbers["time_ratio"] == pytest.approx(85 / 163)
+    # the method's 20 ms of student at the teacher's 15 GFLOP/s instead of its 2: 20 · 2/15 ms, the rest unchanged
+    assert numbers["floor_ratio"] == pytest.approx((10 + 4 + 50 + 20 * 2 / 15) / 163)
+    assert numbers["fixed_ratio"] == pytest.approx(64 / 163)
 
 
 def test_sweep_table_reads_the_swept_value_from_each_result():

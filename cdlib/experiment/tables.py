@@ -565,17 +565,30 @@ def matched_numbers(results: Sequence[dict]) -> dict:
 
 def timing_numbers(breakdown: pd.DataFrame, rates: pd.DataFrame, student: str) -> dict:
     """One video at a time: the teacher's and ``student``'s achieved GFLOP/s (``rates``:
-    :func:`achieved_gflop_s_table`; NaN where no timed point ran the student) and their ratio, and the shares
+    :func:`achieved_gflop_s_table`; NaN where no timed point ran the student) and their ratio, the shares
     of preprocessing and the student in the method's matched point's time (``breakdown``:
-    :func:`time_breakdown_table`)."""
+    :func:`time_breakdown_table`), that point's time ratio to the dense teacher (``time_ratio``) and its
+    *floor* (``floor_ratio``): the same point with its student's FLOPs run at the teacher's GFLOP/s,
+
+    ``floor = (t_pre + t_dec + t_T + t_S · r_S / r_T) / t_dense``
+
+    (``t`` the stages' milliseconds, ``r`` the achieved GFLOP/s; ``t_S · r_S`` is the student's FLOPs): what the
+    point would cost if the student were as efficient per FLOP as the teacher, its preprocessing, decision and
+    teacher clips unchanged."""
     latency = rates["latency"]
     at_matched = breakdown.loc[("method", "latency")]
+    dense = breakdown.loc[("dense teacher", "latency"), "total"]
+    rate_ratio = float(latency["teacher"] / latency.get(student, np.nan))
+    fixed = at_matched["preprocess"] + at_matched["decision"] + at_matched["teacher"]
     return {
         "rate_teacher": float(latency["teacher"]),
         "rate_student": float(latency.get(student, np.nan)),
-        "rate_ratio": float(latency["teacher"] / latency.get(student, np.nan)),
+        "rate_ratio": rate_ratio,
         "preprocess_share": float(at_matched["preprocess"] / at_matched["total"]),
         "student_share": float(at_matched["student"] / at_matched["total"]),
+        "time_ratio": float(at_matched["total"] / dense),
+        "floor_ratio": float((fixed + at_matched["student"] / rate_ratio) / dense),
+        "fixed_ratio": float(fixed / dense),
     }
 
 

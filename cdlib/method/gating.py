@@ -166,11 +166,11 @@ class VideoOutputs:
         return _descending(self.student_score)
 
     @cached_property
-    def normalised_score(self) -> list[float]:
-        """``ŝ_i = (s_i − min s) / (max s − min s)`` in float64, as a list (all 0 when every ``s_i`` is equal)."""
+    def normalised_score(self) -> Tensor:
+        """``ŝ_i = (s_i − min s) / (max s − min s)`` in float64 ``[N]`` (all 0 when every ``s_i`` is equal)."""
         s = self.student_score.double()
         low, high = s.min(), s.max()
-        return ((s - low) / (high - low)).tolist() if high > low else [0.0] * self.num_clips
+        return (s - low) / (high - low) if high > low else torch.zeros_like(s)
 
     @cached_property
     def order_by_maxprob(self) -> Tensor:
@@ -301,17 +301,14 @@ def _uniform_clips(num_clips: int, k: int) -> Tensor:
 
 
 @functools.lru_cache(maxsize=4096)
-def _cells(num_clips: int, k: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Per clip ``i`` of ``N``: its cell ``j(i)`` (the nearest ``u_j``, ties the lower ``j``) and its closeness
-    ``g_i = clamp(1 − d_i / (N/k), 0, 1)`` with ``d_i = |i − u_{j(i)}|`` (``k ≤ N``). A pure function of ``N``
-    and ``k``, cached."""
-    centres = uniform_clips(num_clips, k).tolist()
-    cells, closeness = [], []
-    for i in range(num_clips):
-        j = min(range(k), key=lambda j: (abs(i - centres[j]), j))
-        cells.append(j)
-        closeness.append(min(1.0, max(0.0, 1 - abs(i - centres[j]) / (num_clips / k))))
-    return tuple(cells), tuple(closeness)
+def _cells(num_clips: int, k: int) -> tuple[Tensor, Tensor]:
+    """Per clip ``i`` of ``N``: its cell ``j(i)`` (the nearest ``u_j``, ties the lower ``j``) ``[N]`` long, and its
+    closeness ``g_i = clamp(1 − d_i / (N/k), 0, 1)`` with ``d_i = |i − u_{j(i)}|`` ``[N]`` float64 (``k ≤ N``). A
+    pure function of ``N`` and ``k``, cached (callers must not modify the tensors)."""
+    distance = (torch.arange(num_clips).unsqueeze(1) - uniform_clips(num_clips, k).unsqueeze(0)).abs()  # [N, k]
+    nearest = distance.min(dim=1)  # ties: the first, i.e. the lower j
+    closeness = (1 - nearest.values.double() / (num_clips / k)).clamp(0.0, 1.0)
+    return nearest.indices, closeness
 
 
 def coverage_clips(video: VideoOutputs, k: int, coverage: float, memo: dict | None = None) -> Tensor:
@@ -334,13 +331,12 @@ def coverage_clips(video: VideoOutputs, k: int, coverage: float, memo: dict | No
     if coverage == 0.0:
         clips = _top(video.order_by_score, k)
     else:
+        # per cell, the first clip of the largest value: tensor code, no loop over the clips
         cells, closeness = _cells(video.num_clips, k)
-        best, value = [-1] * k, [-math.inf] * k
-        for i, (j, s_hat, g) in enumerate(zip(cells, video.normalised_score, closeness)):
-            v = (1 - coverage) * s_hat + coverage * g
-            if v > value[j]:  # strictly: a tie keeps the lower index
-                best[j], value[j] = i, v
-        clips = torch.tensor(best)
+        value = (1 - coverage) * video.normalised_score + coverage * closeness
+        best = value.new_full((k,), -math.inf).scatter_reduce(0, cells, value, "amax")
+        candidates = torch.where(value == best[cells], torch.arange(video.num_clips), video.num_clips)
+        clips = candidates.new_full((k,), video.num_clips).scatter_reduce(0, cells, candidates, "amin")
     if memo is not None:
         memo[key] = clips
     return clips
