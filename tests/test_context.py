@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from cdlib.data.base import ClipBank
 from cdlib.experiment import clips, distance_student, fitting, trained_models
@@ -81,6 +82,16 @@ def test_the_frozen_inference_module_gives_the_eager_outputs(module):
             eager, timed = (model(x, sizes), frozen(x, sizes)) if sizes else (model(x), frozen(x))
             for a, b in zip(eager, timed):
                 torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_the_gru_without_padding_skips_packing_and_gives_the_packed_outputs_exactly():
+    torch.manual_seed(0)
+    context = TEMPORAL_MODULES.get("gru")(16, 8)
+    h, mask = torch.randn(3, 5, 16), torch.ones(3, 5, dtype=torch.bool)
+    packed = nn.utils.rnn.pack_padded_sequence(h, mask.sum(1), batch_first=True, enforce_sorted=False)
+    out, _ = nn.utils.rnn.pad_packed_sequence(context.gru(packed)[0], batch_first=True, total_length=5)
+    with torch.no_grad():
+        assert torch.equal(context(h, mask), context.project(out))
 
 
 def test_flops_count_the_temporal_module_and_stay_under_a_tenth_of_the_teacher():

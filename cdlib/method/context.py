@@ -87,10 +87,15 @@ class GRUContext(nn.Module):
         self.project = nn.Linear(2 * (hidden // 2), width)
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        lengths = mask.sum(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.gru(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
+        if bool(mask.all()):
+            # no padding (one video, or videos of equal length): packing would run the same steps, and its
+            # sorting and gathering took most of the module's time in the timed pipeline
+            out, _ = self.gru(h)
+        else:
+            lengths = mask.sum(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.gru(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
         return self.project(out) * mask.unsqueeze(2).to(h.dtype)
 
     def output_layer(self) -> nn.Module:
