@@ -222,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
     add_book_commands(sub)
 
+    from cdlib.cli.backends import add_backends_command
     from cdlib.cli.estimate import add_estimate_command
 
     add_estimate_command(sub)
+    add_backends_command(sub)
     return parser
 
 

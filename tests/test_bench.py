@@ -436,8 +436,14 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
     assert dense["gflops_per_video"] == pytest.approx(4 * result["cost"]["teacher_gflops_per_clip"])
     assert dense["teacher_clips_per_video"] == 4
     # the selected points are timed on every test video (fewer than bench.wall_selected_videos), the rest on 2
-    assert {k: v for k, v in result["wall_clock"].items() if k != "achieved_gflop_s"} == {
-        "selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4, "threads": cfg.bench.num_threads}
+    assert {k: v for k, v in result["wall_clock"].items() if k not in ("achieved_gflop_s", "prepare_s")} == {
+        "selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4, "threads": cfg.bench.num_threads,
+        "backend": "torchscript"}  # bench.backend=auto on the CPU
+    # each timed model's preparation (scripting and warm-up), reported apart from the timed points
+    prepare_s = result["wall_clock"]["prepare_s"]
+    assert set(prepare_s) >= {"teacher", *timed_students(result)}
+    assert ("exit_teacher" in prepare_s) == ("frame_exit" in result["policies"])
+    assert min(prepare_s.values()) > 0
     for name, picks in result["selected"].items():
         for index, p in enumerate(result["policies"][name]):
             timed = index in picks.values()
@@ -936,19 +942,20 @@ def test_a_newly_registered_policy_appears_in_the_results_and_the_figures(tiny_r
 
 
 def test_the_method_page_names_every_registered_piece_and_every_key_of_a_real_result(tiny_run):
-    """book/method.md is the reference a reader opens: no registered policy, confidence target or student
-    variant, and no top-level key, data key or selection of a real benchmark result, may be missing from it."""
+    """book/method.md is the reference a reader opens: no registered policy, confidence target, student
+    variant or inference backend, and no top-level key, data key or selection of a real benchmark result, may be missing from it."""
     import re
     from pathlib import Path
 
     from cdlib.method.losses import list_targets
+    from cdlib.models.backends import list_backends
 
     page = (Path(__file__).resolve().parent.parent / "book" / "method.md").read_text()
     named = set(re.findall(r"`([^`]+)`", page))
     _, _, result = tiny_run
     selections = {key for picks in result["selected"].values() for key in picks}
-    expected = [*list_policies(), *list_targets(), *students.STUDENTS, *result, *selections,
-                "val_videos", "test_videos", "skipped"]
+    expected = [*list_policies(), *list_targets(), *students.STUDENTS, *list_backends(), *result, *selections,
+                "val_videos", "test_videos", "skipped", "backend", "prepare_s"]
     assert [name for name in expected if name not in named] == []
 
 

@@ -76,7 +76,11 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
 - ``distance``: the distance-aware confidences tried for ``cd_da``, with the
   val AUROC that chose one and the test AUROC of each (:func:`cdlib.experiment.evaluation.distance_report`).
 - ``wall_clock``: how the times were taken (:mod:`cdlib.experiment.timing`): ``selected_videos``,
-  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; and
+  ``curve_videos``, ``passes``, ``throughput_batch``, ``threads``; ``backend``, the inference backend the
+  models ran on (``bench.backend`` resolved, :func:`cdlib.models.backends.resolve_backend`: ``torchscript``
+  for ``auto`` on the CPU); ``prepare_s``, per timed model (``teacher``, each student by name,
+  ``exit_teacher`` where ``frame_exit`` is timed), the seconds its preparation took (scripting, export or
+  compilation and the warm-up calls on one video's clips), never counted in any timed point; and
   ``achieved_gflop_s``: per mode (``latency``, ``throughput``), per model that the
   timed selected points run (``teacher`` and each student by name, e.g. ``cd``),
   its GFLOPs over the seconds of its forwards on all of a video's clips
@@ -122,13 +126,13 @@ VERSION = 2
 
 #: the modules whose code computes a benchmark result (not its tables or figures): a change to any of them makes
 #: a new result. The modules of the trained models and their outputs (clips ... exit_gate): which outputs are
-#: evaluated; models.core: preprocessing and inference_module are timed. The code that trains or derives a model
+#: evaluated; models.core and models.backends: preprocessing and the inference backends are timed. The code that trains or derives a model
 #: (cdlib.experiment.train, cdlib.method.distance, ...) is in that model's key.
 RESULT_CODE = ("cdlib.experiment.bench", "cdlib.experiment.evaluation", "cdlib.method.selection", "cdlib.experiment.timing",
                "cdlib.experiment.clips", "cdlib.experiment.students", "cdlib.experiment.fitting", "cdlib.experiment.outputs",
                "cdlib.experiment.trained_models", "cdlib.experiment.distance_student", "cdlib.experiment.context_student",
                "cdlib.experiment.exit_gate", "cdlib.method.gating", "cdlib.method.cost", "cdlib.method.calibration",
-               "cdlib.models.core")
+               "cdlib.models.core", "cdlib.models.backends")
 
 
 def benchmark_spec(cfg: Config, timing: bool = True) -> dict:

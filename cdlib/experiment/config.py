@@ -15,7 +15,7 @@ The sections are pydantic dataclasses, so
   (``tau: Annotated[float, Field(gt=0)] = 2.0``);
 - names are checked against the registry that defines them
   (``teacher: Annotated[str, registered("teacher model", _teacher_models)]``): models,
-  confidence targets, profiles, and the forms of ``data.source``;
+  confidence targets, inference backends, profiles, and the forms of ``data.source``;
 - the few rules that tie fields together are in the sections' ``_consistent``
   validators (e.g. ``data.video_length >= data.clip_length``);
 - every problem is reported at once, in one :class:`~cdlib.runtime.errors.ConfigError`
@@ -85,6 +85,12 @@ def _policies() -> list[str]:
     from cdlib.method.gating import list_policies
 
     return list_policies()
+
+
+def _backends() -> list[str]:
+    from cdlib.models.backends import list_backends
+
+    return ["auto", *list_backends()]
 
 
 def _profiles() -> list[str]:
@@ -274,6 +280,9 @@ class BenchConfig:
     wall_repeats: Positive = 4  # passes over the timed points (see cdlib.experiment.timing.measure_wall_clock)
     throughput_batch: Positive = 16  # videos per batch in the throughput timing
     num_threads: Positive = 2
+    # how the timed pipeline runs its models (cdlib.models.backends): auto (torchscript on the CPU, bf16 autocast on
+    # CUDA) or a registered backend (python -m cdlib backends compares them)
+    backend: Annotated[str, registered("inference backend", _backends)] = "auto"
     # the policies evaluated (empty: every registered policy, and every registered student): only the students
     # they use are trained and evaluated; dense_teacher and oracle, the summary's references, always are
     policies: Annotated[

@@ -5,10 +5,12 @@ preprocessing, the student on all of a video's clips (for the policies that use
 one, at a knob that reads it, :meth:`cdlib.method.gating.PolicySpec.reads_student`:
 ``cd_gate`` at ``θ > 1``, coverage 1 and ``λ = 0`` does not, nor does
 ``cd_topk`` at coverage 1), the policy's decision and the teacher on the clips
-it asks for, on ``bench.num_threads`` threads. On the CPU every model is frozen for inference by
-:func:`cdlib.models.inference_module`; on a GPU the models run eager under the
-runtime's bf16 autocast, and every timed call ends with a synchronisation of the
-device (:func:`cdlib.method.cost.timing_model`).
+it asks for, on ``bench.num_threads`` threads. Every model runs on the inference backend of
+``bench.backend`` (:mod:`cdlib.models.backends`, :func:`cdlib.method.cost.timing_model`): by default
+(``auto``) frozen for inference by :func:`cdlib.models.inference_module` on the CPU, and eager under the
+runtime's bf16 autocast on a GPU; each model's preparation (scripting, export, compilation, with its warm-up
+calls) is timed apart (``wall_clock.prepare_s``) and never counted in a timed call. On a GPU every timed call
+ends with a synchronisation of the device.
 
 - *Latency* (``wall_ratio_to_dense``): one video at a time, as a service
   answers one request. Over ``bench.wall_repeats`` passes, each test video is
@@ -179,9 +181,10 @@ class _GatheredTeacher:
 class TimedPipeline:
     """The real inference pipeline on the first ``num_videos`` test videos, as the wall-clock timing runs it.
 
-    Models run as :func:`cdlib.method.cost.timing_model` places them on the runtime's
-    device (frozen by :func:`cdlib.models.inference_module` on the CPU, eager
-    under bf16 autocast on a GPU); clips stay uint8 until
+    Models run as :func:`cdlib.method.cost.timing_model` prepares them with ``bench.backend`` on the runtime's
+    device (``auto``: frozen by :func:`cdlib.models.inference_module` on the CPU, eager
+    under bf16 autocast on a GPU; ``backend`` the one used, ``prepare_s`` each model's preparation seconds);
+    clips stay uint8 until
     :func:`cdlib.models.preprocess`, which is part of every timed run. ``stages``
     (:class:`StageTimer`, on ``clock``) holds the last run's seconds per stage.
     """
@@ -193,17 +196,28 @@ class TimedPipeline:
         source = get_clips(cfg, "test", store)
         self.clips = [source.video_clips(v) for v in range(min(num_videos, source.num_videos))]
         self.labels = source.video_labels()[:num_videos].tolist()
-        self.teacher = timing_model(get_model(cfg, "teacher", store).model, self.runtime)
+        # every model prepared by the inference backend (bench.backend) on one video's clips, its preparation
+        # timed apart from inference (prepare_s)
+        example = (preprocess(to_device(self.clips[0], self.runtime)),)
+
+        def prepared(model):
+            return timing_model(model, self.runtime, cfg.bench.backend, example)
+
+        self.teacher = prepared(get_model(cfg, "teacher", store).model)
+        self.backend = self.teacher.backend
         used = {get_policy(name).student for name in evaluated_policies(cfg)} - {None}
         students = {v: get_model(cfg, v, store).model for v in STUDENTS if v in used}
-        self.students = {v: timing_model(model, self.runtime) for v, model in students.items()}
+        self.students = {v: prepared(model) for v, model in students.items()}
         #: the students whose clips see their video (cdlib.method.context): a batch of videos tells them each one's clips
         self.video_context = {v for v, model in students.items() if getattr(model, "video_context", False)}
         self.exit_teacher = self.exit_gate = None
         if any(get_policy(name).needs_exit_score for name in evaluated_policies(cfg)):
             # frame_exit: the teacher that also returns its features, frozen like the teacher, and the exit gate
-            self.exit_teacher = timing_model(TeacherWithFeatures(get_model(cfg, "teacher", store).model), self.runtime)
+            self.exit_teacher = prepared(TeacherWithFeatures(get_model(cfg, "teacher", store).model))
             self.exit_gate = get_exit_gate(cfg, store).to(self.runtime.device)
+        #: seconds each model's preparation took (wall_clock.prepare_s), never part of a timed call
+        self.prepare_s = {"teacher": self.teacher.prepare_s, **{v: m.prepare_s for v, m in self.students.items()},
+                          **({"exit_teacher": self.exit_teacher.prepare_s} if self.exit_teacher is not None else {})}
 
     def _video(self, v: int, teacher, logits=None, score_logit=None) -> VideoOutputs:
         """Video ``v`` for a policy: its student's outputs if it has a student, else none (teacher-only)."""
@@ -396,6 +410,7 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: d
                                      **_stage_keys(split))
     return {"selected_videos": selected_videos, "curve_videos": curve_videos if rest else 0,
             "passes": cfg.bench.wall_repeats, "throughput_batch": batch, "threads": cfg.bench.num_threads,
+            "backend": pipeline.backend, "prepare_s": dict(pipeline.prepare_s),
             "achieved_gflop_s": {mode: _achieved_rates(chosen, parts, gflops_per_clip)
                                  for mode, parts in (("latency", latency[2]), ("throughput", throughput[2]))}}
 

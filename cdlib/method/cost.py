@@ -57,21 +57,30 @@ def time_call(fn: Callable[[], object], repeats: int = 3, warmup: bool = True, d
     return min(timed(fn, device)[1] for _ in range(repeats))
 
 
-def timing_model(model: nn.Module, runtime=None) -> nn.Module:
-    """``model`` as the timed pipeline runs it on ``runtime``'s device (:class:`cdlib.runtime.device.Runtime`).
+def timing_model(model: nn.Module, runtime=None, backend: str = "auto", example_inputs=None):
+    """``model`` as the timed pipeline runs it on ``runtime``'s device (:class:`cdlib.runtime.device.Runtime`),
+    prepared by the inference ``backend`` (``bench.backend``, :data:`cdlib.models.backends.BACKENDS`).
 
-    On the CPU: frozen by :func:`cdlib.models.inference_module` (TorchScript,
-    batch norms folded, weights pre-packed for oneDNN). On a GPU: the eager model
-    in eval mode on the device, run by the caller under the runtime's bf16
-    autocast (:func:`cdlib.runtime.device.autocast`) with cuDNN's tuned kernels; the
-    frozen CPU module's oneDNN weight packing does not apply there.
+    Returns a :class:`cdlib.models.backends.Prepared`: called like the model, with ``backend`` (the backend's
+    name) and ``prepare_s`` (seconds of preparation, compilation and warm-up calls on ``example_inputs`` included,
+    which a caller reports apart from inference). ``auto``
+    (:func:`cdlib.models.backends.resolve_backend`): on the CPU frozen by :func:`cdlib.models.inference_module`
+    (TorchScript, batch norms folded, weights pre-packed for oneDNN); on a GPU the eager model in eval mode on
+    the device under bf16 autocast with cuDNN's tuned kernels, the caller running it under the runtime's autocast
+    (:func:`cdlib.runtime.device.autocast`) too. ``example_inputs``: the model's positional arguments on the
+    runtime's device, which ``compile`` and ``onnxruntime`` need; the preparation runs under the runtime's autocast,
+    as the pipeline's calls do, so that a compiled model's guards hold. ConfigError for an unknown backend, one
+    unavailable here or one that cannot take the model.
     """
-    from cdlib.models import inference_module
-    from cdlib.runtime.device import place_model
+    from cdlib.models.backends import resolve_backend
+    from cdlib.runtime.device import autocast, place_model
 
-    if runtime is None or runtime.device.type == "cpu":
-        return inference_module(model)
-    return place_model(model.eval(), runtime)
+    device = runtime.device if runtime is not None else torch.device("cpu")
+    chosen = resolve_backend(backend, device, runtime.amp_dtype if runtime is not None else None)
+    if device.type != "cpu":
+        place_model(model.eval(), runtime)
+    with autocast(runtime):
+        return chosen.prepare(model, example_inputs)
 
 
 def time_interleaved(calls: Sequence[Callable[[object], object]], units: Sequence, passes: int, *,
