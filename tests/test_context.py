@@ -65,6 +65,13 @@ def test_videos_in_one_batch_give_what_each_gives_alone(module):
         alone = [model(first), model(second)]
     for i in range(2):
         torch.testing.assert_close(together[i], torch.cat([alone[0][i], alone[1][i]]), atol=1e-5, rtol=1e-5)
+    # videos of one length take the path without padding: the same as each alone too
+    third = preprocess(_clips(6, 4))
+    with torch.no_grad():
+        equal = model(torch.cat([first, third]), [6, 6])
+        expected = [torch.cat([a, b]) for a, b in zip(alone[0], model(third))]
+    for got, want in zip(equal, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     # and the context is real: a clip's outputs change when another clip of its video changes
     changed = first.clone()
     changed[0] = 0

@@ -88,8 +88,8 @@ class GRUContext(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
         if bool(mask.all()):
-            # no padding (one video, or videos of equal length): packing would run the same steps, and its
-            # sorting and gathering took most of the module's time in the timed pipeline
+            # no padding (one video, or videos of equal length): packing would run the same steps, after a sort
+            # and a gather per call (0.23 -> 0.21 ms for the module on one 12-clip video here)
             out, _ = self.gru(h)
         else:
             lengths = mask.sum(1).cpu()
@@ -221,6 +221,13 @@ class VideoContextStudent(nn.Module):
         features = self.trunk(x)[0]
         if sizes is None:
             sizes = [features.shape[0]]
+        if min(sizes) == max(sizes):
+            # videos of one length (one video alone among them) need no padding: a view, and no gather of the
+            # real clips afterwards: 0.09 of the context student's 0.86 ms on one 12-clip video here (2 threads)
+            length = sizes[0]
+            mask = torch.ones(len(sizes), length, dtype=torch.bool, device=features.device)
+            logits, score_logit = self.heads(features.view(len(sizes), length, -1), mask)
+            return logits.flatten(0, 1), score_logit.flatten()
         padded, mask = pad_videos(features, sizes)
         logits, score_logit = self.heads(padded, mask)
         return logits[mask], score_logit[mask]
