@@ -102,6 +102,11 @@ def test_index_numbers_on_a_tiny_run(tiny_run):
     assert numbers["intro_method"] == summary["method"]["policy"]
     assert numbers["intro_n_val"] == result["data"]["val_videos"]
     assert {numbers["intro_ce_name"], numbers["intro_ce_other"]} == {"CE student (action clips)", "CE student (all clips)"}
+    # the prose's texts: the value alone for one seed, mean ± std over seeds (two identical seeds: a std of 0)
+    one, two = claims.index_texts([result]), claims.index_texts([result, result])
+    assert set(one) == {f"{name}_text" for name in claims.INDEX_CITED}
+    assert one["intro_dense_acc_text"] == f"{summary['dense_teacher_accuracy']:.3f}"
+    assert two["intro_cd_area_text"] == f"{summary['cd_auc_vs_oracle']:.1%} ± 0.0%"
 
 
 def test_accuracy_vs_compute_numbers_on_a_tiny_run(tiny_run):

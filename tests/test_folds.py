@@ -118,3 +118,14 @@ def test_bench_refuses_an_output_path_it_cannot_write_before_any_work(tmp_path, 
 
 def test_mean_std_text_signs_the_mean_only():
     assert folds.mean_std_text({"mean": 0.01, "std": 0.02, "n": 2}, "{:+.3f}") == "+0.010 ± 0.020"
+
+
+def test_spread_text_is_the_value_alone_for_one_run_and_mean_plus_minus_std_over_several():
+    values = [0.91, 0.94, 0.875]
+    mean, std = statistics.mean(values), statistics.stdev(values)  # stdev: the sample standard deviation
+    assert folds.spread_text(values, ".3f") == f"{mean:.3f} ± {std:.3f}"
+    assert folds.spread_text([0.25, 0.5], ".1%") == f"37.5% ± {statistics.stdev([0.25, 0.5]):.1%}"
+    assert folds.spread_text([-2.0, 4.0], "+.1f") == f"+1.0 ± {statistics.stdev([-2.0, 4.0]):.1f}"  # no sign on the std
+    assert folds.spread_text([0.5], ".3f") == "0.500"
+    assert folds.spread_text([None, float("nan"), 0.5], ".3f") == "0.500"  # runs without a value are left out
+    assert folds.spread_text([None], ".3f") == "n/a"

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from cdlib.experiment.folds import aggregate
+from cdlib.experiment.folds import aggregate, spread_text
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.tables import (accuracy_table, auroc_lifts, frame_exit_comparison, method_choice,
                                      selected_point, signal_table)
@@ -122,6 +122,22 @@ def index_numbers(results: Sequence[dict]) -> dict:
         "intro_ce_other": SIGNAL_LABELS[other].removesuffix(" max-softmax"),
         "intro_n_val": int(results[0]["data"]["val_videos"]),
     }
+
+
+#: the index page's numbers that its prose cites with their spread over seeds, and the format of each
+INDEX_CITED = {"intro_dense_acc": ".3f", "intro_cd_area": ".1%", "intro_cd_ratio": ".1f",
+               "intro_cd_matched_acc": ".3f", "intro_cd_best": ".3f", "intro_cd_gain": "+.1f",
+               "intro_upper_ratio": ".1f", "intro_upper_gain": "+.1f", "intro_auroc_cd": ".3f",
+               "intro_auroc_ctx": ".3f", "intro_auroc_ce": ".3f", "intro_auroc_ce_other": ".3f"}
+
+
+def index_texts(results: Sequence[dict]) -> dict[str, str]:
+    """The numbers of :data:`INDEX_CITED` as the prose cites them, glued as ``<name>_text``: each one's value on
+    every run alone (:func:`index_numbers` of that run) through :func:`cdlib.experiment.folds.spread_text`, so the
+    value alone for one seed and ``mean ± std`` over several."""
+    per_run = [index_numbers([result]) for result in results]
+    return {f"{name}_text": spread_text([numbers[name] for numbers in per_run], spec)
+            for name, spec in INDEX_CITED.items()}
 
 
 def claims_table(results: Sequence[dict], shifted: Sequence[dict], hard: Sequence[dict], shift: float,

@@ -55,6 +55,19 @@ def _stats(values: list) -> dict:
     return {"mean": mean, "std": std, "n": n}
 
 
+def spread_text(values: Sequence[float], spec: str) -> str:
+    """``values`` (one per run: seed or fold) as the text a chapter's prose cites, each number formatted by
+    ``spec`` (a :func:`format` spec such as ``".3f"`` or ``".1%"``): the value alone for one run, else
+    ``"mean ± std"`` with the sample standard deviation ``√(Σ (v − v̄)² / (n − 1))`` (the same statistics as
+    :func:`aggregate`); runs without a value (None, NaN) are left out, and "n/a" stands for none."""
+    stats = _stats(list(values))
+    if stats["n"] == 0:
+        return "n/a"
+    if stats["n"] == 1:
+        return format(stats["mean"], spec)
+    return f"{format(stats['mean'], spec)} ± {format(stats['std'], spec.lstrip('+'))}"
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
