@@ -76,7 +76,18 @@ def test_claims_table_and_conclusions_numbers_on_a_tiny_run(tiny_run):
     table = claims.claims_table(results, results, results, shift=1.0, hard_rho=0.2, budget=0.25)
     assert list(table.columns) == claims.CLAIM_COLUMNS[1:] and len(table) == 11
     assert table.index[0] == "accuracy gain over dense averaging"
-    assert f"{100 * result['summary']['cd_accuracy_gain']:+.1f} points" in table.iloc[0, -1]
+    assert f"{100 * result['summary']['cd_accuracy_gain']:+.1f} points" in table.iloc[0]["this study (embedded data)"]
+    held = table["held on seeds"]
+    assert held["accuracy gain over dense averaging"] == f"{int(result['summary']['cd_accuracy_gain'] > 0)} of 1"
+    assert held["state of the art"] == "—"
+    auroc = result["confidence_auroc"]
+    baseline = claims.ce_baseline_of(results)["signal"]
+    expected = int(auroc["cd"] > auroc[baseline])
+    assert held["the distilled score predicts where the teacher is right better than a student's softmax"] == f"{expected} of 1"
+    assert claims.claims_table(results * 2, results * 2, results * 2, shift=1.0, hard_rho=0.2)["held on seeds"][
+        "accuracy gain over dense averaging"].endswith("of 2")
+    with pytest.raises(ValueError, match="one result per seed"):
+        claims.held_on_seeds(results * 2, results, results, "cd_gate", claims.ce_baseline_of(results))
     numbers = claims.conclusions_numbers(results, results, results, [collect_outputs(cfg, store)], shift=1.0,
                                          hard_rho=0.2, budget=0.25)
     summary = result["summary"]
