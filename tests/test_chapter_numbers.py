@@ -133,6 +133,11 @@ def test_accuracy_vs_compute_numbers_on_a_tiny_run(tiny_run):
     assert matched["matched_acc_cd_gate"] == pytest.approx(table.loc["cd_gate", "accuracy"], nan_ok=True)
     assert matched["dense_acc"] == result["summary"]["dense_teacher_accuracy"]
     assert {f"matched_{t}_{n}" for t in ("flops", "wall", "throughput", "acc") for n in tables.MATCHED_CITED} <= set(matched)
+    texts = tables.matched_texts(results)  # one seed: each cited number alone, formatted as the prose cites it
+    assert set(texts) == {f"{name}_text" for name in tables.MATCHED_TEXTS} and set(tables.MATCHED_TEXTS) <= set(matched)
+    assert texts["dense_acc_text"] == f"{matched['dense_acc']:.3f}"
+    flops = matched["matched_flops_method"]
+    assert texts["matched_flops_method_text"] == (f"{flops:.1%}" if flops == flops else "n/a")
     compute = tables.matched_compute_table(result, (0.1, 0.25))
     at_budget = tables.budget_numbers(results, compute, 0.25)
     assert at_budget["at_budget_oracle"] == pytest.approx(compute.loc["oracle", 0.25], nan_ok=True)

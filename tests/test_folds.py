@@ -127,5 +127,17 @@ def test_spread_text_is_the_value_alone_for_one_run_and_mean_plus_minus_std_over
     assert folds.spread_text([0.25, 0.5], ".1%") == f"37.5% ± {statistics.stdev([0.25, 0.5]):.1%}"
     assert folds.spread_text([-2.0, 4.0], "+.1f") == f"+1.0 ± {statistics.stdev([-2.0, 4.0]):.1f}"  # no sign on the std
     assert folds.spread_text([0.5], ".3f") == "0.500"
-    assert folds.spread_text([None, float("nan"), 0.5], ".3f") == "0.500"  # runs without a value are left out
+    assert folds.spread_text([None, float("nan"), 0.5], ".3f") == "0.500 (1 of 3 runs)"  # runs without a value
+    assert folds.spread_text([0.5, None, 0.75], ".2f") == f"0.62 ± {statistics.stdev([0.5, 0.75]):.2f} (2 of 3 runs)"
     assert folds.spread_text([None], ".3f") == "n/a"
+
+
+def test_cited_texts_take_each_run_alone():
+    runs = [{"x": 0.25, "y": 1.0}, {"x": 0.75, "y": None}]
+
+    def numbers_of(results):
+        assert len(results) == 1  # one run at a time
+        return results[0]
+
+    texts = folds.cited_texts(numbers_of, runs, {"x": ".2f", "y": ".1f"})
+    assert texts == {"x_text": f"0.50 ± {statistics.stdev([0.25, 0.75]):.2f}", "y_text": "1.0 (1 of 2 runs)"}

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from cdlib.experiment.folds import aggregate, spread_text
+from cdlib.experiment.folds import aggregate, cited_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.tables import (accuracy_table, auroc_lifts, frame_exit_comparison, method_choice,
                                      selected_point, signal_table)
@@ -132,12 +132,10 @@ INDEX_CITED = {"intro_dense_acc": ".3f", "intro_cd_area": ".1%", "intro_cd_ratio
 
 
 def index_texts(results: Sequence[dict]) -> dict[str, str]:
-    """The numbers of :data:`INDEX_CITED` as the prose cites them, glued as ``<name>_text``: each one's value on
-    every run alone (:func:`index_numbers` of that run) through :func:`cdlib.experiment.folds.spread_text`, so the
-    value alone for one seed and ``mean ± std`` over several."""
-    per_run = [index_numbers([result]) for result in results]
-    return {f"{name}_text": spread_text([numbers[name] for numbers in per_run], spec)
-            for name, spec in INDEX_CITED.items()}
+    """The numbers of :data:`INDEX_CITED` as the prose cites them, glued as ``<name>_text``
+    (:func:`cdlib.experiment.folds.cited_texts` over :func:`index_numbers`): the value alone for one seed and
+    ``mean ± std`` over several."""
+    return cited_texts(index_numbers, results, INDEX_CITED)
 
 
 def claims_table(results: Sequence[dict], shifted: Sequence[dict], hard: Sequence[dict], shift: float,

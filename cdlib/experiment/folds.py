@@ -16,7 +16,7 @@ reaches counts as missing, not as zero). ``n`` is reported beside each.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -59,13 +59,25 @@ def spread_text(values: Sequence[float], spec: str) -> str:
     """``values`` (one per run: seed or fold) as the text a chapter's prose cites, each number formatted by
     ``spec`` (a :func:`format` spec such as ``".3f"`` or ``".1%"``): the value alone for one run, else
     ``"mean ± std"`` with the sample standard deviation ``√(Σ (v − v̄)² / (n − 1))`` (the same statistics as
-    :func:`aggregate`); runs without a value (None, NaN) are left out, and "n/a" stands for none."""
-    stats = _stats(list(values))
+    :func:`aggregate`); runs without a value (None, NaN) are left out and counted, ``"(k of n runs)"``, and "n/a"
+    stands for none."""
+    values = list(values)
+    stats = _stats(values)
     if stats["n"] == 0:
         return "n/a"
-    if stats["n"] == 1:
-        return format(stats["mean"], spec)
-    return f"{format(stats['mean'], spec)} ± {format(stats['std'], spec.lstrip('+'))}"
+    text = format(stats["mean"], spec)
+    if stats["n"] > 1:
+        text += f" ± {format(stats['std'], spec.lstrip('+'))}"
+    return text if stats["n"] == len(values) else f"{text} ({stats['n']} of {len(values)} runs)"
+
+
+def cited_texts(numbers_of: Callable[[Sequence[dict]], dict], results: Sequence[dict], cited: dict[str, str]
+                ) -> dict[str, str]:
+    """The numbers a chapter's prose cites, with their spread over runs: for each ``name`` of ``cited`` (with its
+    :func:`format` spec), ``<name>_text`` = :func:`spread_text` of ``numbers_of([run])[name]`` over the runs of
+    ``results`` (seeds or folds), each run taken alone (its own choices: the method validation chose on it)."""
+    per_run = [numbers_of([result]) for result in results]
+    return {f"{name}_text": spread_text([numbers[name] for numbers in per_run], spec) for name, spec in cited.items()}
 
 
 def _is_number(value) -> bool:

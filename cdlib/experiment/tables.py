@@ -20,6 +20,7 @@ import torch
 from cdlib.experiment.bench import run_benchmark
 from cdlib.experiment.config import Config
 from cdlib.experiment.evaluation import confidence_signals
+from cdlib.experiment.folds import cited_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.timing import STAGES
 from cdlib.method.calibration import auprc, auroc
@@ -561,6 +562,22 @@ def matched_numbers(results: Sequence[dict]) -> dict:
     out["wall_vs_flops"] = "above" if gate["wall-clock ratio"] > gate["FLOPs ratio"] else "below"
     out["throughput_vs_latency"] = "below" if gate["throughput ratio"] < gate["wall-clock ratio"] else "above"
     return out
+
+
+#: the numbers of :func:`matched_numbers` that the accuracy-vs-compute prose cites with their spread over seeds,
+#: and the format of each
+MATCHED_TEXTS = {
+    "dense_acc": ".3f", "dense_val_acc": ".3f", "upper_flops_method": ".1%",
+    **{f"matched_{tag}_{name}": (".3f" if tag == "acc" else ".1%")
+       for name in ("method", "cd_gate", "cd_gate_ctx", "frame_exit") for tag in ("flops", "wall", "throughput", "acc")},
+    **{f"matched_flops_{name}": ".1%" for name in ("sampler_maxprob", "sampler_ce_all", "sampler_kd")},
+}
+
+
+def matched_texts(results: Sequence[dict]) -> dict[str, str]:
+    """:data:`MATCHED_TEXTS` as the prose cites them, glued as ``<name>_text``: each seed's :func:`matched_numbers`
+    alone through :func:`cdlib.experiment.folds.cited_texts` (the value for one seed, ``mean ± std`` over several)."""
+    return cited_texts(matched_numbers, results, MATCHED_TEXTS)
 
 
 def timing_numbers(breakdown: pd.DataFrame, rates: pd.DataFrame, student: str) -> dict:
