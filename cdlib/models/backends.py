@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from cdlib.models.core import inference_module
+from cdlib.runtime.device import synchronize
 from cdlib.runtime.errors import ConfigError
 from cdlib.runtime.progress import log
 from cdlib.runtime.registry import Registry
@@ -103,7 +104,7 @@ class Backend:
                 fn(*example)
                 if len(example) == 1 and example[0].shape[0] > 1:
                     fn(example[0][:1].clone())  # a tensor of its own: a view would be guarded on its base
-        _synchronize(device)
+        synchronize(device)
         return Prepared(self.name, fn, time.perf_counter() - start, getattr(fn, "module", fn))
 
 
@@ -132,11 +133,6 @@ def get_backend(name: str) -> Backend:
     return BACKENDS.get(name)
 
 
-def available_backends(device: torch.device | str = "cpu") -> list[str]:
-    """The registered backends that can run on ``device`` here."""
-    return [name for name, backend in BACKENDS.items() if backend.available(device)]
-
-
 def resolve_backend(name: str, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = torch.bfloat16
                     ) -> Backend:
     """The backend ``name`` stands for on ``device``: a registered one as it is, ``"auto"`` as the module docstring
@@ -163,11 +159,6 @@ def _device_of(model: nn.Module, example_inputs) -> torch.device:
             return value.device
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _at_least_two(x: torch.Tensor) -> torch.Tensor:
