@@ -106,6 +106,22 @@ def test_select_best_ties_go_to_the_cheaper_point_then_the_first():
     assert select_best(points, accuracy="accuracy", cost="gflops_per_video") == 2
 
 
+def test_select_best_ties_in_accuracy_go_to_the_higher_likelihood_before_the_cost():
+    def scored(gflops, accuracy, val_likelihood, test_likelihood=-0.9):
+        return {**val(gflops, accuracy), "val_log_likelihood": val_likelihood, "log_likelihood": test_likelihood}
+
+    points = [scored(1, 0.9, -0.7, test_likelihood=-0.1), scored(3, 0.9, -0.2), scored(2, 0.9, -0.2), scored(1, 0.8, 0.0)]
+    assert select_best(points) == 2  # the likelihood first (-0.2 over -0.7), then the cheaper of the two at -0.2
+    assert select_best(points, budget=1) == 0  # within the budget, the accuracy still comes first
+    assert select_best(points, likelihood="log_likelihood") == 0  # the key names the split, as the others do
+    # the upper bound breaks its ties by the test likelihood
+    policies = {"dense_teacher": [{**point(10, 0.6), "log_likelihood": 0.0}],
+                "uniform_k": [{**point(1, 0.9, 1, 0.9), "val_log_likelihood": -0.1, "log_likelihood": -0.5},
+                              {**point(2, 0.9, 2, 0.9), "val_log_likelihood": -0.3, "log_likelihood": -0.2}]}
+    selected = select_points(policies)["uniform_k"]
+    assert selected["best"] == 0 and selected["upper_bound_best"] == 1
+
+
 def test_a_policy_with_a_single_point():
     (only,) = [val(4, 0.7, test_gflops=5, test_accuracy=0.6)]
     assert select_best([only]) == 0

@@ -28,11 +28,12 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   ``(θ, k, λ, c)``, from ``bench.thetas``, ``bench.student_weights`` and ``bench.coverages``, the coverage ``c``
   running from the top-k clips by score at 0 to exactly ``uniform_k``'s clips at 1, :mod:`cdlib.method.gating`;
   ``frame_exit``: every threshold of ``bench.exit_thresholds``; a JSON list). Each point has its ``knob``; on the
-  test split ``accuracy``, ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``,
+  test split ``accuracy``, ``log_likelihood`` (the mean over videos of the log-probability the decision gives the
+  true class, :func:`cdlib.method.gating.run_policy`), ``gflops_per_video``, ``teacher_clips_per_video``, ``student_clips_per_video``,
   ``gate_steps_per_video`` (exit-gate evaluations per video: ``frame_exit``'s
   clips visited, 0 for every other policy; ``gflops_per_video`` adds them times
   the gate's FLOPs);
-  on the val split ``val_accuracy`` and ``val_gflops_per_video``; and where it
+  on the val split ``val_accuracy``, ``val_log_likelihood`` and ``val_gflops_per_video``; and where it
   was timed ``wall_s_per_video``, ``wall_ratio_to_dense`` and ``wall_videos``
   (how many test videos the timing covers) with that time per video split into
   ``preprocess_s``, ``student_s``, ``decision_s`` and ``teacher_s`` (they sum to
@@ -45,7 +46,8 @@ The JSON (what :func:`run_benchmark` returns and ``bench --out`` writes):
   cheapest point by val compute whose val accuracy is at least the dense
   teacher's val accuracy (None if no point reaches it; ties in compute go to
   the more accurate point, then the first); ``best`` the point with the highest
-  val accuracy (ties go to the cheaper point, then the first).
+  val accuracy (ties go to the higher ``val_log_likelihood``, then the cheaper
+  point, then the first).
   ``upper_bound_matched`` and ``upper_bound_best`` apply the same rules to the
   test split's accuracy and compute: they look at the test labels, so they are
   upper bounds, not operating points a user could have chosen in advance

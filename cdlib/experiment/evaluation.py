@@ -187,10 +187,12 @@ def sweep_policies(cfg: Config, test: dict[str, ClipOutputs], val: dict[str, Cli
         result[name] = [{
             "knob": list(knob) if isinstance(knob, tuple) else knob,
             "accuracy": on_test["accuracy"],
+            "log_likelihood": on_test["log_likelihood"],
             "gflops_per_video": gflops(on_test, spec.student),
             "teacher_clips_per_video": on_test["teacher_clips_per_video"],
             "student_clips_per_video": on_test["student_clips_per_video"],
             "val_accuracy": on_val["accuracy"],
+            "val_log_likelihood": on_val["log_likelihood"],
             "val_gflops_per_video": gflops(on_val, spec.student),
             "gate_steps_per_video": on_test["gate_steps_per_video"],
         } for knob, on_test, on_val in zip(knobs, on_tests, on_vals)]

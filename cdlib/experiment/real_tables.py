@@ -87,8 +87,9 @@ def fold_numbers(over_folds: dict, configs: Sequence[Config], num_classes: int, 
     best_stat = summary["best_accuracy"]
     below = best_stat[method["policy"]]["mean"] < best_stat["dense_teacher"]["mean"]
     out["real_fallback_verdict"] = (
-        "here it cannot: with so few validation videos, many points are perfect on validation and the rule takes "
-        "the cheapest of them, so the method's point most accurate on validation is below the dense teacher on test"
+        "here it cannot: with so few validation videos, many points are perfect on validation, the likelihood "
+        "that breaks their tie rests on the same few videos, and the method's point most accurate on validation "
+        "is below the dense teacher on test"
         if below else
         "here the method's point most accurate on validation is at least as accurate on test as the dense teacher")
     out["real_method_text"] = method["text"]

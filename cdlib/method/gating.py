@@ -68,6 +68,10 @@ from cdlib.runtime.registry import Registry
 #: distilled scores are floored at this weight, so a video whose scores all underflow to 0 gets plain means
 MIN_WEIGHT = 1e-12
 
+#: a video's true-class probability is floored at this before its log (:meth:`Decision.log_likelihood`), so a
+#: prediction that gives the label no mass costs a large finite amount rather than ``-inf``
+MIN_LIKELIHOOD = 1e-12
+
 #: :func:`frame_exit`'s thresholds when no others are given (``bench.exit_thresholds``'s default); above 1: no exit
 DEFAULT_EXIT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
@@ -206,6 +210,10 @@ class Decision:
     def prediction(self) -> int:
         """``argmax_k probs[k]`` (ties: the lowest class index)."""
         return int(self.probs.argmax())
+
+    def log_likelihood(self, label: int) -> float:
+        """``log max(probs[label], MIN_LIKELIHOOD)``: how much of its mass the decision gives the true class."""
+        return math.log(max(float(self.probs[label]), MIN_LIKELIHOOD))
 
 
 def _descending(values: Tensor) -> Tensor:
@@ -508,12 +516,13 @@ def _sweep_gate(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[dict[st
     """
     total = len(videos)
     confidence = torch.tensor([video.student_estimate[1] for video in videos], dtype=torch.float64)
-    exit_right = torch.tensor([_early_exit(video).prediction == video.label for video in videos])
+    exit_right, exit_likelihood = _outcomes([_early_exit(video) for video in videos], videos)
     clips = torch.tensor([video.num_clips for video in videos])
     total_clips = int(clips.sum())
     memos = [{} for _ in videos]
-    by_triple: dict[tuple[int, float, float], tuple[Tensor, Tensor]] = {}
-    uniform: dict[int, tuple[Tensor, Tensor]] = {}
+    # per (k, λ, c), and per k for uniform_k's decision: each video's (right, log-likelihood, teacher clips)
+    by_triple: dict[tuple[int, float, float], tuple[Tensor, Tensor, Tensor]] = {}
+    uniform: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
     results = []
     for knob in knobs:
         theta, k, weight, coverage = _gate_knob(knob)
@@ -524,30 +533,35 @@ def _sweep_gate(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[dict[st
             reads, some, every = None, True, True
         if not every and k not in uniform:  # the videos that read no student take uniform_k's decision
             decisions = [_uniform_decision(video, k, memo) for video, memo in zip(videos, memos)]
-            uniform[k] = (torch.tensor([d.prediction == v.label for d, v in zip(decisions, videos)]),
-                          torch.tensor([d.teacher_clips for d in decisions]))
+            uniform[k] = (*_outcomes(decisions, videos), torch.tensor([d.teacher_clips for d in decisions]))
         if some and (k, weight, coverage) not in by_triple:
             decisions = [_gate_teacher(video, k, weight, coverage, memo) for video, memo in zip(videos, memos)]
-            by_triple[k, weight, coverage] = (
-                torch.tensor([d.prediction == v.label for d, v in zip(decisions, videos)]),
-                torch.tensor([d.teacher_clips for d in decisions]))
+            by_triple[k, weight, coverage] = (*_outcomes(decisions, videos),
+                                              torch.tensor([d.teacher_clips for d in decisions]))
         if every:
-            teacher_right, teacher_clips = by_triple[k, weight, coverage]
+            teacher_right, teacher_likelihood, teacher_clips = by_triple[k, weight, coverage]
             student_clips = total_clips
         elif not some:
-            teacher_right, teacher_clips = uniform[k]
+            teacher_right, teacher_likelihood, teacher_clips = uniform[k]
             student_clips = 0
         else:
-            teacher_right = torch.where(reads, by_triple[k, weight, coverage][0], uniform[k][0])
-            teacher_clips = torch.where(reads, by_triple[k, weight, coverage][1], uniform[k][1])
+            teacher_right, teacher_likelihood, teacher_clips = (
+                torch.where(reads, read, unread) for read, unread in zip(by_triple[k, weight, coverage], uniform[k]))
             student_clips = int(clips[reads].sum())
         exits = confidence >= theta if theta <= 1 else torch.zeros(total, dtype=torch.bool)  # θ ≤ 1: all read
         results.append({
             "accuracy": int(torch.where(exits, exit_right, teacher_right).sum()) / total,
+            "log_likelihood": math.fsum(torch.where(exits, exit_likelihood, teacher_likelihood).tolist()) / total,
             "teacher_clips_per_video": int(teacher_clips[~exits].sum()) / total,
             "student_clips_per_video": student_clips / total,
         })
     return results
+
+
+def _outcomes(decisions: Sequence[Decision], videos: Sequence[VideoOutputs]) -> tuple[Tensor, Tensor]:
+    """Per video, whether its decision is right and the decision's :meth:`Decision.log_likelihood`."""
+    return (torch.tensor([d.prediction == v.label for d, v in zip(decisions, videos)]),
+            torch.tensor([d.log_likelihood(v.label) for d, v in zip(decisions, videos)], dtype=torch.float64))
 
 
 def _uniform_decision(video: VideoOutputs, k: int, memo: dict | None) -> Decision:
@@ -687,6 +701,7 @@ def _sweep_frame_exit(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[d
     thresholds = torch.tensor([check_threshold(knob) for knob in knobs], dtype=torch.float64)
     total = len(videos)
     correct = torch.zeros(len(knobs), dtype=torch.long)
+    likelihoods = [[] for _ in knobs]  # per knob, each video's log-likelihood, summed exactly (math.fsum) at the end
     clips = torch.zeros(len(knobs), dtype=torch.long)
     for video in videos:
         _require_exit_score("frame_exit", video)
@@ -694,15 +709,18 @@ def _sweep_frame_exit(videos: Sequence[VideoOutputs], knobs: Sequence) -> list[d
         running_max = video.exit_score[visiting_order(video.num_clips)].cummax(dim=0).values
         steps = (torch.searchsorted(running_max, thresholds.to(running_max.dtype), side="left") + 1
                  ).clamp_max(video.num_clips)
-        right = {int(t): _exit_decision(video, int(t), None).prediction == video.label for t in steps.unique()}
-        correct += torch.tensor([right[int(t)] for t in steps])
+        decisions = {int(t): _exit_decision(video, int(t), None) for t in steps.unique()}
+        correct += torch.tensor([decisions[int(t)].prediction == video.label for t in steps])
+        for values, t in zip(likelihoods, steps.tolist()):
+            values.append(decisions[t].log_likelihood(video.label))
         clips += steps
     return [{
         "accuracy": int(c) / total,
+        "log_likelihood": math.fsum(values) / total,
         "teacher_clips_per_video": int(t) / total,
         "student_clips_per_video": 0 / total,
         "gate_steps_per_video": int(t) / total,
-    } for c, t in zip(correct, clips)]
+    } for c, values, t in zip(correct, likelihoods, clips)]
 
 
 Policy = Callable[..., Decision]
@@ -874,11 +892,14 @@ def run_policy(
     repeats: int = 1,
     memos: Sequence[dict] | None = None,
 ) -> dict[str, float]:
-    """One operating point over many videos: ``accuracy``, ``teacher_clips_per_video``, ``student_clips_per_video``
-    and ``gate_steps_per_video`` (:attr:`Decision.gate_steps`; 0 but for :func:`frame_exit`).
+    """One operating point over many videos: ``accuracy``, ``log_likelihood``, ``teacher_clips_per_video``,
+    ``student_clips_per_video`` and ``gate_steps_per_video`` (:attr:`Decision.gate_steps`; 0 but for :func:`frame_exit`).
 
     ``accuracy`` is the fraction of videos whose prediction equals their label
-    (every video needs one). For ``random_k`` the three numbers are averaged over
+    (every video needs one), ``log_likelihood`` the mean over videos of
+    ``log max(P[y], MIN_LIKELIHOOD)`` (:meth:`Decision.log_likelihood`), which
+    breaks ties in accuracy when points are chosen on val
+    (:func:`cdlib.method.selection.select_best`). For ``random_k`` the numbers are averaged over
     ``repeats`` draws (any policy registered ``random``); draw ``r`` uses one ``torch.Generator`` seeded with
     ``seed·1000003 + r``, consumed over the videos in order. Other policies are
     deterministic and run once. ``memos``: one dict per video, owned by the
@@ -898,17 +919,20 @@ def _evaluate(spec: PolicySpec, videos: Sequence[VideoOutputs], knob, seed: int,
     """:func:`run_policy` on videos already checked (:func:`_checked`), one memo (or None) per video."""
     draws = repeats if spec.random else 1
     correct = teacher = student = gate = 0
+    likelihoods = []  # summed exactly (math.fsum), so that a sweep's different order gives the same mean
     for repeat in range(draws):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + repeat) if spec.random else None
         for video, memo in zip(videos, memos):
             decision = spec.fn(video, knob, generator=generator, memo=memo)
             correct += decision.prediction == video.label
+            likelihoods.append(decision.log_likelihood(video.label))
             teacher += decision.teacher_clips
             student += decision.student_clips
             gate += decision.gate_steps
     total = draws * len(videos)
     return {
         "accuracy": correct / total,
+        "log_likelihood": math.fsum(likelihoods) / total,
         "teacher_clips_per_video": teacher / total,
         "student_clips_per_video": student / total,
         "gate_steps_per_video": gate / total,
