@@ -16,12 +16,12 @@ from cdlib.method.distance import (
     DistanceAwareHead,
     DistanceConfidence,
     DistanceGate,
+    FeatureStudent,
     distance_aware_score,
     fit_distance_confidence,
     fit_gate,
     fit_gaussian_distance,
     fit_knn_distance,
-    student_features,
 )
 from cdlib.models import create_model
 from cdlib.runtime.errors import ConfigError
@@ -144,23 +144,33 @@ def test_fit_refuses_what_it_cannot_use():
         fit_knn_distance(torch.full((4, 2), float("nan")))
 
 
-def test_student_features_are_what_both_heads_read():
+@torch.no_grad()
+def _features(model, clips, batch_size=256):
+    """FeatureStudent's ``logits``, ``score_logit`` and ``features`` on uint8 clips, in batches."""
+    from cdlib.models import preprocess
+
+    wrapped = FeatureStudent(model).eval()
+    parts = [wrapped(preprocess(clips[start : start + batch_size])) for start in range(0, len(clips), batch_size)]
+    return {name: torch.cat([p[i] for p in parts]) for i, name in enumerate(("logits", "score_logit", "features"))}
+
+
+def test_feature_student_returns_what_both_heads_read():
     torch.manual_seed(0)
     model = create_model("student_fusion", num_classes=3).eval()
     clips = torch.randint(0, 256, (5, 8, 32, 32, 3), dtype=torch.uint8)
-    out = student_features(model, clips, batch_size=2)
+    out = _features(model, clips, batch_size=2)
     assert out["features"].shape == (5, model.classifier.in_features)
     assert torch.allclose(model.classifier(out["features"]), out["logits"], atol=1e-5)
     assert torch.allclose(model.score_head(out["features"]).squeeze(-1), out["score_logit"], atol=1e-5)
     with pytest.raises(ConfigError, match="score_head"):
-        student_features(create_model("c3d_small", num_classes=3), clips)
+        FeatureStudent(create_model("c3d_small", num_classes=3))
 
 
-def test_student_features_find_the_score_head_of_a_torchvision_student():
+def test_feature_student_finds_the_score_head_of_a_torchvision_student():
     torch.manual_seed(0)
     model = create_model("mobilenet_v3_small_tsn", num_classes=3).eval()
     clips = torch.randint(0, 256, (2, 8, 32, 32, 3), dtype=torch.uint8)
-    out = student_features(model, clips)
+    out = _features(model, clips)
     assert torch.allclose(model.heads.score_head(out["features"]).squeeze(-1), out["score_logit"], atol=1e-5)
 
 
@@ -170,7 +180,7 @@ def test_the_distance_head_makes_the_students_score_s_da_and_keeps_its_class_log
     torch.manual_seed(0)
     model = create_model("student_fusion", num_classes=3).eval()
     clips = torch.randint(0, 256, (24, 8, 32, 32, 3), dtype=torch.uint8)
-    out = student_features(model, clips)
+    out = _features(model, clips)
     # train on half the clips; the other half, pushed away, is far from them
     confidence = fit_distance_confidence(out["features"][:12], out["features"][12:], "gaussian",
                                          train_labels=torch.arange(12) % 3, quantile=0.9)

@@ -20,7 +20,6 @@ from cdlib.experiment.probes import (
     noise_clips,
     probe_model,
     reliability_table,
-    scaled_confidence,
     scaled_logits,
     subset_indices,
     summarize_probe,
@@ -68,27 +67,25 @@ def test_noise_clips_deterministic_uint8_of_the_right_shape():
 
 
 @pytest.mark.parametrize("name", ["c3d_small", "student_tiny"])
-def test_scaled_confidence_at_alpha_one_is_the_plain_max_softmax(name):
+def test_scaled_logits_at_alpha_one_are_the_plain_class_logits(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=K).eval()
     x = preprocess(noise_clips(5, SHAPE, seed=0))
-    conf = scaled_confidence(model, x, [1.0, 3.0], batch_size=2)
-    assert conf.shape == (2, 5)
+    scaled = scaled_logits(model, x, [1.0, 3.0], batch_size=2)
+    assert scaled.shape == (2, 5, K)
     with torch.no_grad():
         out = model(x)
         logits = out[0] if isinstance(out, tuple) else out  # students: the class head
-        assert torch.allclose(conf[0], logits.softmax(1).amax(1), atol=1e-6)
-        assert torch.allclose(conf[1], class_logits(model, 3.0 * x).softmax(1).amax(1), atol=1e-6)
-    assert torch.allclose(scaled_confidence(model, x, [1.0], temperature=2.0)[0], (logits / 2).softmax(1).amax(1),
-                          atol=1e-6)
+        assert torch.allclose(scaled[0], logits, atol=1e-5)
+        assert torch.allclose(scaled[1], class_logits(model, 3.0 * x), atol=1e-5)
     with pytest.raises(ConfigError, match="alphas"):
-        scaled_confidence(model, x, [])
+        scaled_logits(model, x, [])
 
 
 def test_confidence_of_a_relu_clip_model_grows_to_one_with_the_input_scale():
     model = teacher()
     x = preprocess(noise_clips(6, SHAPE, seed=0))
-    conf = scaled_confidence(model, x, [1.0, 1e4])
+    conf = scaled_logits(model, x, [1.0, 1e4]).softmax(dim=-1).amax(dim=-1)
     assert conf[1].min() > 0.99 and conf[1].mean() > conf[0].mean()
     with torch.no_grad():  # piecewise affine: f(αx) is affine in α far out
         f = scaled_logits(model, x, [1e3, 2e3, 3e3])

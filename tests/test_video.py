@@ -34,12 +34,6 @@ def test_read_video_lossy_mp4_and_mkv(tmp_path, write_video, make_frames):
         assert (decoded.float() - torch.from_numpy(frames).float()).abs().mean() < 12
 
 
-def test_probe_video(tmp_path, write_video, make_frames):
-    info = video.probe_video(write_video(tmp_path / "x.avi", make_frames(9, 16, 24)))
-    assert info["frames"] == 9 and info["width"] == 24 and info["height"] == 16
-    assert info["codec"] == "mpeg4" and info["fps"] == pytest.approx(25)
-
-
 def test_real_ucf101_sample(ucf101_sample_path):
     frames = read_video(ucf101_sample_path)
     assert tuple(frames.shape) == (164, 240, 320, 3)

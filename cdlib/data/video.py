@@ -42,7 +42,6 @@ __all__ = [
     "default_cache_dir",
     "load_clips",
     "num_clips",
-    "probe_video",
     "read_video",
     "resize_video",
 ]
@@ -91,31 +90,6 @@ def _video_stream(container, path: Path):
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise VideoError(path, f"no video stream in the file (streams found: {', '.join(kinds)})")
     return container.streams.video[0]
-
-
-def probe_video(path: str | os.PathLike) -> dict:
-    """Cheap metadata without decoding: ``{"frames", "width", "height", "fps", "codec"}``.
-
-    ``frames`` is what the container declares (0 when it does not say, as in many
-    MKV/WebM files). Raises :class:`VideoError` like :func:`read_video`.
-    """
-    path = Path(path)
-    _check_file(path)
-    container = _open(path)
-    try:
-        stream = _video_stream(container, path)
-        rate = stream.average_rate
-        return {
-            "frames": int(stream.frames or 0),
-            "width": int(stream.codec_context.width),
-            "height": int(stream.codec_context.height),
-            "fps": float(rate) if rate else None,
-            "codec": stream.codec_context.name,
-        }
-    except av.error.FFmpegError as exc:
-        raise VideoError(path, f"cannot be probed ({exc.strerror or type(exc).__name__})") from exc
-    finally:
-        container.close()
 
 
 def read_video(path: str | os.PathLike) -> torch.Tensor:

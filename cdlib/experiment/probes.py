@@ -13,7 +13,7 @@ The probes compare it, and the model's accuracy, across groups of clips:
   ``correct = 0``);
 - ``scaled``: a deterministic subset of the test clips whose *normalised* input
   tensor ``x = (u/255 − mean)/std`` is multiplied by ``α`` before the model
-  (:func:`scaled_confidence`). The clip models are ReLU networks whose other
+  (:func:`scaled_logits`). The clip models are ReLU networks whose other
   layers (convolutions, max and average pooling, batch norm with its running
   statistics in eval mode, dropout off) are affine or piecewise affine, so
   ``f`` is piecewise affine: ``f(αx)`` is eventually affine in ``α`` and the
@@ -93,18 +93,6 @@ def scaled_logits(model: nn.Module, x: torch.Tensor, alphas, batch_size: int = 2
         parts = [class_logits(model, alpha * x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
         out.append(torch.cat(parts) if parts else torch.empty(0))
     return torch.stack(out)
-
-
-def scaled_confidence(model: nn.Module, x: torch.Tensor, alphas, temperature: float = 1.0,
-                      batch_size: int = 256) -> torch.Tensor:
-    """``max_k softmax(f(α·x) / T)_k``: ``[A, B]`` for preprocessed ``x [B, C, T, H, W]``.
-
-    ``α`` scales the normalised input tensor (after mean/std normalisation), so
-    ``α = 1`` is the model's ordinary confidence on ``x``.
-    """
-    if not temperature > 0:
-        raise ConfigError(f"temperature: expected a number > 0, got {temperature!r}")
-    return torch.softmax(scaled_logits(model, x, alphas, batch_size) / temperature, dim=-1).amax(dim=-1)
 
 
 def confidence_table(logits: torch.Tensor, labels: torch.Tensor, group: str, temperature: float = 1.0,
@@ -319,7 +307,7 @@ def reliability_table(logits, labels, informative, temperature: float, n_bins: i
 
 
 __all__ = [
-    "DEFAULT_ALPHAS", "GROUPS", "PROBE_COLUMNS", "noise_clips", "class_logits", "scaled_logits", "scaled_confidence",
+    "DEFAULT_ALPHAS", "GROUPS", "PROBE_COLUMNS", "noise_clips", "class_logits", "scaled_logits",
     "confidence_table", "subset_indices", "probe_model", "summarize_probe", "model_temperature", "model_probe",
     "teacher_probe", "calibration_summary",
     "teacher_calibration", "reliability_table",

@@ -93,18 +93,6 @@ class FeatureStudent(nn.Module):
         return logits, score_logit, caught[0].flatten(1)
 
 
-@torch.no_grad()
-def student_features(model: nn.Module, clips: Tensor, batch_size: int = 256) -> dict[str, Tensor]:
-    """Penultimate features ``φ [M, D]``, class ``logits [M, K]`` and ``score_logit [M]`` of a student on uint8 clips
-    held in memory (:class:`FeatureStudent`; :func:`cdlib.experiment.distance_student.get_features` does the same over a
-    whole split)."""
-    from cdlib.models import preprocess
-
-    wrapped = FeatureStudent(model).eval()
-    parts = [wrapped(preprocess(clips[start : start + batch_size])) for start in range(0, len(clips), batch_size)]
-    return {name: torch.cat([p[i] for p in parts]) for i, name in enumerate(("logits", "score_logit", "features"))}
-
-
 # ----------------------------------------------------------------------------- distances
 
 def _as_features(features, name: str = "features") -> Tensor:
