@@ -14,7 +14,7 @@ import pytest
 from cdlib.book import figures
 from cdlib.experiment import bench, claims, tables
 from cdlib.experiment.bench import run_benchmark
-from cdlib.experiment.evaluation import collect_outputs
+from cdlib.experiment.evaluation import SIGNAL_LABELS, collect_outputs
 from cdlib.runtime.artifacts import ArtifactStore
 from test_bench import tiny_config  # the benchmark tests' tiny config, shared
 
@@ -101,6 +101,16 @@ def test_claims_table_and_conclusions_numbers_on_a_tiny_run(tiny_run):
     assert (numbers["da_shift_verdict"] == "repairs it on these data") == (
         lifted and numbers["best_da_shift"] >= numbers["dense_shift"])
     assert numbers["clip_shape"] == "×".join(str(n) for n in result["cost"]["input_shape"][1:])
+    # the prose's texts: the value alone for one seed, mean ± std over two (identical seeds: a std of 0)
+    outputs = [collect_outputs(cfg, store)]
+    one = claims.conclusions_texts(results, results, results, outputs, shift=1.0, hard_rho=0.2)
+    assert one["dense_text"] == f"{summary['dense_teacher_accuracy']:.3f}"
+    assert one["gain_text"] == f"{100 * summary['cd_accuracy_gain']:+.1f}"
+    assert set(one) <= {f"{name}_text" for name in claims.CONCLUSIONS_CITED}
+    two = claims.conclusions_texts(results * 2, results * 2, results * 2, outputs * 2, shift=1.0, hard_rho=0.2)
+    assert two["auroc_cd_text"] == f"{result['confidence_auroc']['cd']:.3f} ± 0.000"
+    with pytest.raises(ValueError, match="per seed"):
+        claims.conclusions_texts(results * 2, results, results, outputs, shift=1.0, hard_rho=0.2)
 
 
 def test_index_numbers_on_a_tiny_run(tiny_run):
@@ -143,6 +153,11 @@ def test_accuracy_vs_compute_numbers_on_a_tiny_run(tiny_run):
     assert at_budget["at_budget_oracle"] == pytest.approx(compute.loc["oracle", 0.25], nan_ok=True)
     assert at_budget["cd_gate_auc"] == pytest.approx(result["summary"]["auc_vs_oracle"]["cd_gate"])
     assert at_budget["fe_matched_verdict"] == tables.frame_exit_comparison(results, 0.25)["matched"]
+    one, two = tables.budget_texts(results, (0.1, 0.25), 0.25), tables.budget_texts(results * 2, (0.1, 0.25), 0.25)
+    assert set(one) == {f"{name}_text" for name in tables.BUDGET_TEXTS}
+    assert one["cd_gate_auc_text"] == f"{at_budget['cd_gate_auc']:.1%}"
+    assert two["cd_gate_auc_text"] == f"{at_budget['cd_gate_auc']:.1%} ± 0.0%"  # two identical seeds
+    assert tables.cost_texts(results)["student_ratio_text"] == f"{cost['student_ratio']:.1%}"
     timing = tables.timing_numbers(tables.time_breakdown_table(results), tables.achieved_gflop_s_table(results),
                                    method["student"])
     assert 0 < timing["preprocess_share"] < 1 and timing["rate_teacher"] > 0
@@ -265,16 +280,28 @@ def test_distillation_numbers_on_a_tiny_run(tiny_run):
     ladder = dt.ladder_numbers(cfg)
     assert ladder["gamma"] == weights.loc["cd", "gamma"] and ladder["target"] == cfg.distill.target
     outputs = collect_outputs(cfg, store)
-    accuracy = dt.seed_mean([tables.accuracy_table(outputs)] * 2, "model")  # two identical seeds
-    numbers = dt.accuracy_numbers(accuracy)
-    assert numbers["acc_teacher_action"] == pytest.approx(tables.accuracy_table(outputs).loc["teacher", "action clips"])
+    accuracy = tables.accuracy_table(outputs)
+    action = accuracy.loc["teacher", "action clips"]
+    assert dt.accuracy_numbers([accuracy])["acc_teacher_action_text"] == f"{action:.1%}"  # one seed: the number
+    two = accuracy.copy()
+    two.loc["teacher", "action clips"] = action / 2  # a second seed: mean ± sample std of the two
+    assert dt.accuracy_numbers([accuracy, two])["acc_teacher_action_text"] == \
+        f"{statistics.mean([action, action / 2]):.1%} ± {statistics.stdev([action, action / 2]):.1%}"
     signals = tables.signal_table(outputs)
-    numbers = dt.signal_numbers(signals, [collect_outputs(cfg, store, split="val")])
+    val = collect_outputs(cfg, store, split="val")
+    numbers = dt.signal_numbers(signals, [val])
     row = signals[(signals.signal == "cd") & (signals.group == "all")].iloc[0]
-    assert numbers["auroc_cd_all"] == pytest.approx(row["auroc"]) and numbers["auprc_cd_all"] == pytest.approx(row["auprc"])
-    assert numbers["auroc_gap"] == pytest.approx(numbers["auroc_cd_all"] - numbers["auroc_baseline"])
-    best_softmax = max(numbers[f"auroc_{n}_all"] for n in dt.STUDENT_SOFTMAXES)
-    assert (numbers["answer"] == "Yes, on these data") == (numbers["auroc_cd_all"] > best_softmax)
+    assert numbers["auroc_cd_all_text"] == f"{row['auroc']:.3f}" and numbers["auprc_cd_all_text"] == f"{row['auprc']:.3f}"
+    auroc = signals[signals.group == "all"].set_index("signal")["auroc"]
+    baseline = next(name for name, label in SIGNAL_LABELS.items() if label == numbers["baseline_signal"])
+    assert numbers["auroc_gap_text"] == f"{auroc['cd'] - auroc[baseline]:+.3f}"
+    best_softmax = max(auroc[n] for n in dt.STUDENT_SOFTMAXES)
+    assert (numbers["answer"] == "Yes, on these data") == (auroc["cd"] > best_softmax)
+    # two seeds (here the same run twice): a spread of 0, one val split per seed
+    twice = pd.concat([signals.assign(seed=0), signals.assign(seed=1)])
+    assert dt.signal_numbers(twice, [val, val])["auroc_cd_all_text"] == f"{row['auroc']:.3f} ± 0.000"
+    with pytest.raises(ValueError, match="one per seed"):
+        dt.signal_numbers(twice, [val])
     matplotlib.use("Agg")
     histories = {v: get_student(cfg, v, store).history for v in trained_students()}
     assert len(figures.ladder_history_figure(histories).axes) == 3
@@ -287,12 +314,20 @@ def test_ablation_numbers_by_hand():
     ablation = pd.DataFrame({"cd AUROC": [0.8, 0.6, 0.75, 0.65, 0.78]}, index=[
         "target=true_class_prob", "target=max_prob", "target=correct", "target=neg_entropy",
         "target=true_class_prob, calibrated teacher"])
-    numbers = dt.ablation_numbers(ablation, 1.5)
-    assert numbers["abl_best"] == "true_class_prob" and numbers["abl_label_free"] == 0.65
-    assert numbers["abl_correct"] == 0.75 and numbers["calibration_effect"] == "flattens"
+    ablation = ablation.rename_axis("variant")
+    numbers = dt.ablation_numbers([ablation], [1.5])
+    assert numbers["abl_best"] == "true_class_prob" and numbers["abl_label_free_text"] == "0.650"
+    assert numbers["abl_correct_text"] == "0.750" and numbers["calibration_effect"] == "flattens"
+    assert numbers["teacher_T_text"] == "1.50"
     assert numbers["label_verdict"].startswith("both targets that use the label beat")
-    ablation.loc["target=neg_entropy", "cd AUROC"] = 0.9
-    assert dt.ablation_numbers(ablation, 0.9)["label_verdict"].startswith("using the label")
+    other = ablation.copy()
+    other.loc["target=neg_entropy", "cd AUROC"] = 0.9
+    assert dt.ablation_numbers([other], [0.9])["label_verdict"].startswith("using the label")
+    # two seeds: the numbers with their spread, the verdicts from the means
+    both = dt.ablation_numbers([ablation, other], [1.5, 0.9])
+    assert both["abl_label_free_text"] == f"{statistics.mean([0.65, 0.9]):.3f} ± {statistics.stdev([0.65, 0.9]):.3f}"
+    assert both["calibration_effect"] == "flattens"  # the mean temperature, 1.2
+    assert both["label_verdict"].startswith("using the label")  # mean label-free 0.775 above mean correct 0.75
 
 
 class FakeVideos:

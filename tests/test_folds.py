@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 
+import pandas as pd
 import pytest
 
 from cdlib.__main__ import main
@@ -130,6 +131,25 @@ def test_spread_text_is_the_value_alone_for_one_run_and_mean_plus_minus_std_over
     assert folds.spread_text([None, float("nan"), 0.5], ".3f") == "0.500 (1 of 3 runs)"  # runs without a value
     assert folds.spread_text([0.5, None, 0.75], ".2f") == f"0.62 ± {statistics.stdev([0.5, 0.75]):.2f} (2 of 3 runs)"
     assert folds.spread_text([None], ".3f") == "n/a"
+
+
+def test_spread_texts_format_every_number_a_pattern_names():
+    runs = [{"acc_a": 0.5, "auroc_b": 0.7, "word": "yes", "none": None}, {"acc_a": 0.75, "auroc_b": None, "none": None}]
+    texts = folds.spread_texts(runs, {r"acc_.*": ".1%", r"auroc_.*|none": ".3f"})
+    assert texts == {"acc_a_text": f"62.5% ± {statistics.stdev([0.5, 0.75]):.1%}", "auroc_b_text": "0.700 (1 of 2 runs)",
+                     "none_text": "n/a"}  # words are not numbers; a name no pattern matches is left out
+    assert folds.spread_texts(runs, {r"acc": ".1%"}) == {}  # a pattern matches the whole name
+
+
+def test_spread_table_is_mean_plus_minus_std_per_cell():
+    first = pd.DataFrame({"model": ["t", "s"], "acc": [0.5, 0.25], "name": ["x", "y"]}).set_index("model")
+    second = first.assign(acc=[0.75, 0.25])
+    table = folds.spread_table([first, second], "model", ".2f")
+    assert list(table.index) == ["t", "s"] and list(table.columns) == ["acc"]  # first-seen order, numbers only
+    assert table.loc["t", "acc"] == f"0.62 ± {statistics.stdev([0.5, 0.75]):.2f}" and table.loc["s", "acc"] == "0.25 ± 0.00"
+    assert folds.spread_table([first], "model").loc["t", "acc"] == "0.500"  # one run: the value alone
+    grouped = folds.spread_table([first.reset_index().assign(g=1)], ["model", "g"])
+    assert grouped.loc[("s", 1), "acc"] == "0.250"
 
 
 def test_cited_texts_take_each_run_alone():

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from cdlib.experiment.folds import aggregate, cited_texts
+from cdlib.experiment.folds import aggregate, cited_texts, spread_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.tables import (accuracy_table, auroc_lifts, frame_exit_comparison, method_choice,
                                      selected_point, signal_table)
@@ -343,3 +343,34 @@ def conclusions_numbers(results: Sequence[dict], shifted: Sequence[dict], hard: 
         "teacher_gflops": cost["teacher_gflops_per_clip"],
         "clip_shape": "×".join(str(n) for n in cost["input_shape"][1:]),
     }
+
+
+#: the conclusions' numbers that vary by seed, which its prose cites with their spread over seeds, and the format
+#: of each
+CONCLUSIONS_CITED = {
+    "gain": "+.1f", "gain_upper": "+.1f", "matched_acc": ".3f", "dense": ".3f", "best_cd": ".3f",
+    "auroc_cd": ".3f", "auroc_ce": ".3f", "auroc_ce_all": ".3f", "auroc_kd": ".3f", "auroc_baseline": ".3f",
+    "auroc_cd_action": ".3f", "auroc_ce_action": ".3f", "acc_ce_all_action": ".1%",
+    "ratio_cd": ".1%", "ratio_sampler": ".1%", "ratio_da": ".1%",
+    "area_cd": ".1%", "area_sampler": ".1%", "area_ctx": ".1%", "area_gate": ".1%", "area_ctx_hard": ".1%",
+    "area_gate_hard": ".1%", "area_fe": ".1%", "area_fe_hard": ".1%", "area_hard": ".1%",
+    "best_uniform": ".3f", "best_sampler": ".3f", "best_hard": ".3f", "oracle_hard": ".3f",
+    "auroc_cd_shift": ".3f", "auroc_ce_shift": ".3f", "auroc_teacher_shift": ".3f", "auroc_da_shift": ".3f",
+    "auroc_da": ".3f", "best_cd_shift": ".3f", "dense_shift": ".3f", "best_sampler_shift": ".3f",
+    "best_da_shift": ".3f",
+}
+
+
+def conclusions_texts(results: Sequence[dict], shifted: Sequence[dict], hard: Sequence[dict],
+                      outputs: Sequence[dict[str, ClipOutputs]], shift: float, hard_rho: float,
+                      budget: float = 0.25) -> dict[str, str]:
+    """The numbers of :data:`CONCLUSIONS_CITED` as the prose cites them, glued as ``<name>_text``: each seed's
+    :func:`conclusions_numbers` alone (its own choices, the method validation chose on it among them), then
+    :func:`cdlib.experiment.folds.spread_texts`: the value alone for one seed and ``mean ± std`` over several. The
+    arguments are those of :func:`conclusions_numbers`, one entry per seed in each sequence."""
+    if not len(results) == len(shifted) == len(hard) == len(outputs):
+        raise ValueError(f"expected one result, shifted result, harder-data result and outputs per seed, got "
+                         f"{len(results)}, {len(shifted)}, {len(hard)} and {len(outputs)}")
+    per_seed = [conclusions_numbers([r], [s], [h], [o], shift, hard_rho, budget)
+                for r, s, h, o in zip(results, shifted, hard, outputs)]
+    return spread_texts(per_seed, CONCLUSIONS_CITED)

@@ -3,7 +3,9 @@ AUROCs by clip group, and the ablation of the confidence target.
 
 Like :mod:`cdlib.experiment.tables`, this only reads what the benchmark's modules compute and is hashed into no
 artifact key. Each ``*_numbers`` function returns ``{glued name: value}``: the chapter glues them in a loop and
-its prose cites them by name.
+its prose cites them by name. A number the prose cites comes as ``<name>_text``, the number alone for one seed and
+its mean ± std over several (:func:`cdlib.experiment.folds.spread_texts`, formats in :data:`CITED`), from each
+seed's own numbers; the words (verdicts, the chosen baseline) come from the means over the seeds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from cdlib.experiment.config import Config
+from cdlib.experiment.folds import spread_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.students import loss_weights, student_train_config, trained_students
 from cdlib.experiment.tables import signal_table
@@ -23,9 +26,25 @@ from cdlib.models import model_spec
 STUDENT_SOFTMAXES = ("student_maxprob", "ce_all_maxprob", "kd_maxprob")
 
 
+#: the format of each number the chapter's prose cites, by name (patterns of :func:`cdlib.experiment.folds.spread_texts`)
+CITED = {
+    r"acc_.*|teacher_right_all": ".1%",
+    r"auroc_gap": "+.3f",
+    r"teacher_T": ".2f",
+    r"(auroc|auprc|mean|val_auroc|abl)_.*": ".3f",
+}
+
+
 def seed_mean(frames: Sequence[pd.DataFrame], by) -> pd.DataFrame:
     """Mean over seeds of a list of per-seed DataFrames (one per config), grouped by ``by`` in first-seen order."""
     return pd.concat(frames).groupby(by, sort=False).mean(numeric_only=True)
+
+
+def _texts_and_words(values: dict, per_run: Sequence[dict]) -> dict:
+    """The words of ``values`` (the numbers over every run together: verdicts, names) and the cited numbers of each
+    run alone with their spread (``<name>_text``, :func:`cdlib.experiment.folds.spread_texts` with :data:`CITED`)."""
+    words = {name: value for name, value in values.items() if isinstance(value, str)}
+    return {**words, **spread_texts(per_run, CITED)}
 
 
 def ladder(cfg: Config) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -49,9 +68,13 @@ def ladder_numbers(cfg: Config) -> dict:
     }
 
 
-def accuracy_numbers(accuracy: pd.DataFrame) -> dict:
-    """Every model's accuracy on action clips, non-action clips and videos (``acc_<model>_<action|non|video>``),
-    from a (seed-mean) :func:`cdlib.experiment.tables.accuracy_table`."""
+def accuracy_numbers(accuracy_tables: Sequence[pd.DataFrame]) -> dict:
+    """Every model's accuracy on action clips, non-action clips and videos, ``acc_<model>_<action|non|video>_text``,
+    with its spread over the seeds, from one :func:`cdlib.experiment.tables.accuracy_table` per seed."""
+    return _texts_and_words({}, [_accuracy_values(accuracy) for accuracy in accuracy_tables])
+
+
+def _accuracy_values(accuracy: pd.DataFrame) -> dict:
     out = {}
     for model in accuracy.index:
         for column, tag in (("action clips", "action"), ("non-action clips", "non"), ("video accuracy", "video")):
@@ -60,11 +83,21 @@ def accuracy_numbers(accuracy: pd.DataFrame) -> dict:
 
 
 def signal_numbers(signals: pd.DataFrame, val_outputs: Sequence[dict[str, ClipOutputs]]) -> dict:
-    """From the test :func:`cdlib.experiment.tables.signal_table` of every seed (``signals``, concatenated):
-    each signal's AUROC on all, action and non-action clips and its AUPRC on all clips, the mean signal on
-    action and non-action clips, the label-only baseline chosen on the validation clips (``val_outputs``:
-    :func:`cdlib.experiment.evaluation.collect_outputs` on val; :func:`cdlib.method.selection.ce_baseline`)
-    with its val and test AUROCs and the distilled score's gap to it, and the verdicts the prose states."""
+    """From the test :func:`cdlib.experiment.tables.signal_table` of every seed (``signals``, concatenated, with a
+    ``seed`` column when there are several) and the val outputs of each seed in the same order (``val_outputs``:
+    :func:`cdlib.experiment.evaluation.collect_outputs` on val): with its spread over the seeds (``<name>_text``),
+    each signal's AUROC on all, action and non-action clips and its AUPRC on all clips, the mean signal on action
+    and non-action clips, the label-only baseline's val and test AUROCs and the distilled score's gap to it; and, from
+    the seeds' means, which label-only baseline validation chose (:func:`cdlib.method.selection.ce_baseline`) and the
+    verdicts the prose states. A seed's numbers use its own baseline choice."""
+    runs = [signals[signals.seed == seed] for seed in signals.seed.unique()] if "seed" in signals else [signals]
+    if len(runs) != len(val_outputs):
+        raise ValueError(f"val_outputs: expected one per seed of signals ({len(runs)}), got {len(val_outputs)}")
+    per_run = [_signal_values(run, [val]) for run, val in zip(runs, val_outputs)]
+    return _texts_and_words(_signal_values(signals, val_outputs), per_run)
+
+
+def _signal_values(signals: pd.DataFrame, val_outputs: Sequence[dict[str, ClipOutputs]]) -> dict:
     from cdlib.experiment.evaluation import SIGNAL_LABELS
 
     auroc = signals.groupby(["signal", "group"])["auroc"].mean()
@@ -95,11 +128,20 @@ def signal_numbers(signals: pd.DataFrame, val_outputs: Sequence[dict[str, ClipOu
     return out
 
 
-def ablation_numbers(ablation_mean: pd.DataFrame, temperature: float) -> dict:
-    """From the seed-mean :func:`cdlib.experiment.tables.ablation_table` over the confidence targets: the best
-    target by the distilled score's AUROC, the AUROCs of the default, the calibrated-teacher, the best
-    label-free and the ``correct`` targets, the teacher's ``temperature`` and what it does to the targets, and
-    whether the targets that use the label beat those that do not."""
+def ablation_numbers(ablations: Sequence[pd.DataFrame], temperatures: Sequence[float]) -> dict:
+    """From one :func:`cdlib.experiment.tables.ablation_table` over the confidence targets per seed and the teacher's
+    temperature on each: with their spread over the seeds (``<name>_text``), the AUROCs of the default, the
+    calibrated-teacher, the best label-free and the ``correct`` targets and the temperature; and, from the seeds'
+    means, the best target by the distilled score's AUROC, what the temperature does to the targets, and whether the
+    targets that use the label beat those that do not."""
+    if len(ablations) != len(temperatures):
+        raise ValueError(f"temperatures: expected one per ablation table ({len(ablations)}), got {len(temperatures)}")
+    per_run = [_ablation_values(seed_mean([ablation], "variant"), t) for ablation, t in zip(ablations, temperatures)]
+    return _texts_and_words(_ablation_values(seed_mean(ablations, "variant"), sum(temperatures) / len(temperatures)),
+                            per_run)
+
+
+def _ablation_values(ablation_mean: pd.DataFrame, temperature: float) -> dict:
     cd_auroc = ablation_mean["cd AUROC"]
     label_free = [f"target={t}" for t in ("max_prob", "neg_entropy") if f"target={t}" in cd_auroc.index]
     label_based = [f"target={t}" for t in ("true_class_prob", "correct") if f"target={t}" in cd_auroc.index]

@@ -16,6 +16,7 @@ reaches counts as missing, not as zero). ``n`` is reported beside each.
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -78,6 +79,31 @@ def cited_texts(numbers_of: Callable[[Sequence[dict]], dict], results: Sequence[
     ``results`` (seeds or folds), each run taken alone (its own choices: the method validation chose on it)."""
     per_run = [numbers_of([result]) for result in results]
     return {f"{name}_text": spread_text([numbers[name] for numbers in per_run], spec) for name, spec in cited.items()}
+
+
+def spread_texts(per_run: Sequence[dict], specs: dict[str, str]) -> dict[str, str]:
+    """``<name>_text`` (:func:`spread_text`) of every number that ``per_run`` (one dict of numbers per run, the same
+    names in each) holds under a name that a pattern of ``specs`` matches (``re.fullmatch``; the first pattern that
+    matches gives the :func:`format` spec). A name a run lacks, or holds as None, counts as no value on that run, and a
+    name with no value on any run is "n/a"."""
+    names = list(dict.fromkeys(name for numbers in per_run for name, value in numbers.items()
+                               if value is None or _is_number(value)))
+    out = {}
+    for name in names:
+        spec = next((spec for pattern, spec in specs.items() if re.fullmatch(pattern, name)), None)
+        if spec is not None:
+            out[f"{name}_text"] = spread_text([numbers.get(name) for numbers in per_run], spec)
+    return out
+
+
+def spread_table(frames: Sequence[pd.DataFrame], by: str | Sequence[str], spec: str = ".3f") -> pd.DataFrame:
+    """One table of runs' tables (one DataFrame per seed or fold, the same rows and columns): grouped by ``by`` (column
+    or index names) in first-seen order, each numeric cell the :func:`spread_text` of its values over the runs (the
+    value alone for one run, ``"mean ± std"`` over several), formatted by ``spec``."""
+    keys = [by] if isinstance(by, str) else list(by)
+    stacked = pd.concat([frame.reset_index() if set(keys) & set(frame.index.names) else frame for frame in frames])
+    numeric = [c for c in stacked.columns if c not in keys and pd.api.types.is_numeric_dtype(stacked[c])]
+    return stacked.groupby(keys, sort=False)[numeric].agg(lambda column: spread_text(column.tolist(), spec))
 
 
 def _is_number(value) -> bool:

@@ -609,6 +609,34 @@ def timing_numbers(breakdown: pd.DataFrame, rates: pd.DataFrame, student: str) -
     }
 
 
+#: the numbers of :func:`cost_numbers` that the accuracy-vs-compute prose cites with their spread over seeds, and
+#: the format of each
+COST_TEXTS = {"student_ratio": ".1%", "context_ratio": ".1%", "method_val_area_cd_gate": ".1%",
+              "method_val_area_cd_gate_ctx": ".1%"}
+
+
+def cost_texts(results: Sequence[dict]) -> dict[str, str]:
+    """:data:`COST_TEXTS` as the prose cites them, glued as ``<name>_text``: each seed's :func:`cost_numbers` alone
+    through :func:`cdlib.experiment.folds.cited_texts`."""
+    return cited_texts(cost_numbers, results, COST_TEXTS)
+
+
+#: the numbers of :func:`budget_numbers` that the accuracy-vs-compute prose cites with their spread over seeds,
+#: and the format of each
+BUDGET_TEXTS = {**{f"at_budget_{name}": ".3f" for name in BUDGET_CITED}, "cd_auc": ".1%", "sampler_auc": ".1%",
+                **{f"{name}_auc": ".1%" for name in AREA_CITED}}
+
+
+def budget_texts(results: Sequence[dict], budgets: Sequence[float], budget: float) -> dict[str, str]:
+    """:data:`BUDGET_TEXTS` as the prose cites them, glued as ``<name>_text``: each seed's :func:`budget_numbers`
+    alone (its :func:`matched_compute_table` at ``budgets``, which hold ``budget``), then
+    :func:`cdlib.experiment.folds.cited_texts`."""
+    def numbers_of(runs: Sequence[dict]) -> dict:
+        return budget_numbers(runs, pd.concat([matched_compute_table(r, budgets) for r in runs]), budget)
+
+    return cited_texts(numbers_of, results, BUDGET_TEXTS)
+
+
 def budget_numbers(results: Sequence[dict], compute: pd.DataFrame, budget: float) -> dict:
     """At matched compute: the test accuracy within ``budget`` (``at_budget_<policy>`` for
     :data:`BUDGET_CITED`, from ``compute``, the :func:`matched_compute_table` of every result), the areas
