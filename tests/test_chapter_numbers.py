@@ -185,6 +185,11 @@ def test_sweep_numbers_on_a_tiny_run(tiny_run):
     auroc = shift_results[1]["confidence_auroc"]
     assert (distance["da_verdict"] == "lifts") == tables.auroc_lifts(auroc["cd_da"], auroc["cd"])
     assert distance["da_chosen"] == shift_results[0]["distance"]["chosen"]
+    # one seed: the texts are the numbers as the prose formats them
+    assert tables.rho_sweep_texts(rho_table, key, method)["rho_gain_high_text"] == f"{rho['rho_gain_high']:+.3f}"
+    texts = tables.shift_texts(shift_results, key_shift, method, 0.25)
+    assert texts["shift_auroc1_cd_text"] == f"{shift['shift_auroc1_cd']:.3f}"
+    assert texts["da_val_gap_text"] == f"{distance['da_val_gap']:.4f}"
     matplotlib.use("Agg")
     shown = ["oracle", "cd_gate", "uniform_k", "dense_teacher"]
     for fig in (figures.rho_sweep_figure(rho_table, key, shown),
@@ -213,6 +218,16 @@ def test_harder_data_and_ceiling_numbers_by_hand():
     numbers = tables.ceiling_numbers(ceiling, hard, 0.5, 0.2)
     assert numbers["ceiling_hard"] == 0.6 and numbers["top_action_cd_ctx_easy"] == 0.95
     assert numbers["ceiling_vs_oracle_hard"] == pytest.approx(0.6 / 0.8)
+    # a second seed: the numbers with their spread, each seed's rows alone
+    second = hard.assign(seed=1, **{"cd_gate area vs oracle": [0.9, 0.8]})
+    both = pd.concat([hard, second])
+    texts = tables.harder_data_texts(both, [{**chosen, "seed": 0}, {**chosen, "seed": 1}], 0.5, 0.2)
+    assert texts["area_easy_text"] == f"85.0% ± {statistics.stdev([0.8, 0.9]):.1%}"
+    assert texts["hard_oracle_text"] == "0.800 ± 0.000"
+    ceilings = tables.ceiling_texts([ceiling, ceiling / 2], both, 0.5, 0.2)
+    assert ceilings["ceiling_hard_text"] == f"0.450 ± {statistics.stdev([0.6, 0.3]):.3f}"
+    with pytest.raises(ValueError, match="one per seed"):
+        tables.ceiling_texts([ceiling], both, 0.5, 0.2)
 
 
 def test_calibration_numbers_of_the_toy():

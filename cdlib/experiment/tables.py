@@ -20,7 +20,7 @@ import torch
 from cdlib.experiment.bench import run_benchmark
 from cdlib.experiment.config import Config
 from cdlib.experiment.evaluation import confidence_signals
-from cdlib.experiment.folds import cited_texts
+from cdlib.experiment.folds import cited_texts, spread_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.timing import STAGES
 from cdlib.method.calibration import auprc, auroc
@@ -780,3 +780,68 @@ def distance_numbers(shift_results: Sequence[dict], candidates: pd.DataFrame, sh
     shift_best = shift_table.groupby(["policy", key])["best accuracy"].mean().unstack(key)
     out["da_dense_verdict"] = "above" if shift_best.loc["cd_gate_da", top] >= shift_best.loc["dense_teacher", top] else "below"
     return out
+
+
+# ----------------------------------------------------------------------------- the same numbers with their spread over seeds
+
+#: the format of each number of the sections below that the accuracy-vs-compute prose cites with its spread over
+#: seeds (patterns of :func:`cdlib.experiment.folds.spread_texts`)
+SECTION_TEXTS = {
+    r"rate_.*": ".1f", r"(student|preprocess)_share|(floor|time|fixed)_ratio": ".1%",
+    r"rho_gain_.*": "+.3f", r"rho_ratio_high": ".1%", r"rho_(low|high)_.+|rho_matched_acc_high": ".3f",
+    r"top_action_.*|teacher_action_.*|area_.*": ".1%", r"ceiling_vs_oracle_hard": ".0%",
+    r"ceiling_(easy|hard)|hard_(oracle|cd_best|ctx_best|fe_best|dense)|auroc_.*": ".3f",
+    r"shift_auroc[01]_.*|shift_best1_.*|da_best_.*": ".3f", r"shift_ratio0_.*": ".1%", r"da_val_gap": ".4f",
+}
+
+
+def _seeds_of(frame: pd.DataFrame) -> list:
+    return list(dict.fromkeys(frame["seed"]))
+
+
+def _of_seed(results: Sequence[dict], seed) -> list[dict]:
+    return [r for r in results if r["seed"] == seed]
+
+
+def timing_texts(results: Sequence[dict], student: str) -> dict[str, str]:
+    """:func:`timing_numbers` with its spread over seeds (``<name>_text``, formats in :data:`SECTION_TEXTS`), each
+    seed's result alone."""
+    return spread_texts([timing_numbers(time_breakdown_table([r]), achieved_gflop_s_table([r]), student)
+                         for r in results], SECTION_TEXTS)
+
+
+def rho_sweep_texts(rho_table: pd.DataFrame, key: str, method: str) -> dict[str, str]:
+    """:func:`rho_sweep_numbers` with its spread over the seeds of ``rho_table`` (each seed's rows alone)."""
+    return spread_texts([rho_sweep_numbers(rho_table[rho_table.seed == seed], key, method)
+                         for seed in _seeds_of(rho_table)], SECTION_TEXTS)
+
+
+def harder_data_texts(hard: pd.DataFrame, hard_results: Sequence[dict], easy_rho: float, hard_rho: float
+                      ) -> dict[str, str]:
+    """:func:`harder_data_numbers` with its spread over the seeds of ``hard`` (each seed's rows and results alone)."""
+    return spread_texts([harder_data_numbers(hard[hard.seed == seed], _of_seed(hard_results, seed), easy_rho, hard_rho)
+                         for seed in _seeds_of(hard)], SECTION_TEXTS)
+
+
+def ceiling_texts(ceilings: Sequence[pd.DataFrame], hard: pd.DataFrame, easy_rho: float, hard_rho: float
+                  ) -> dict[str, str]:
+    """:func:`ceiling_numbers` with its spread over seeds: ``ceilings`` holds one :func:`action_selection_table`
+    frame (one column per action fraction) per seed, in the order of the seeds of ``hard``."""
+    seeds = _seeds_of(hard)
+    if len(ceilings) != len(seeds):
+        raise ValueError(f"ceilings: expected one per seed of hard ({len(seeds)}), got {len(ceilings)}")
+    return spread_texts([ceiling_numbers(ceiling, hard[hard.seed == seed], easy_rho, hard_rho)
+                         for ceiling, seed in zip(ceilings, seeds)], SECTION_TEXTS)
+
+
+def shift_texts(shift_results: Sequence[dict], key: str, method: str, budget: float) -> dict[str, str]:
+    """:func:`shift_numbers` and :func:`distance_numbers` with their spread over seeds, each seed's results of the
+    sweep over ``key`` alone (its :func:`auroc_sweep_table`, :func:`sweep_table` at ``budget`` and
+    :func:`distance_table`)."""
+    per_seed = []
+    for seed in dict.fromkeys(r["seed"] for r in shift_results):
+        runs = _of_seed(shift_results, seed)
+        auroc, table = auroc_sweep_table(runs, key), sweep_table(runs, key, budget)
+        per_seed.append({**shift_numbers(auroc, table, key, method),
+                         **distance_numbers(runs, distance_table(runs, key), auroc, table, key)})
+    return spread_texts(per_seed, SECTION_TEXTS)
