@@ -78,7 +78,7 @@ def cited_texts(numbers_of: Callable[[Sequence[dict]], dict], results: Sequence[
     :func:`format` spec), ``<name>_text`` = :func:`spread_text` of ``numbers_of([run])[name]`` over the runs of
     ``results`` (seeds or folds), each run taken alone (its own choices: the method validation chose on it)."""
     per_run = [numbers_of([result]) for result in results]
-    return {f"{name}_text": spread_text([numbers[name] for numbers in per_run], spec) for name, spec in cited.items()}
+    return spread_texts(per_run, {re.escape(name): spec for name, spec in cited.items()})
 
 
 def spread_texts(per_run: Sequence[dict], specs: dict[str, str]) -> dict[str, str]:
