@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cdlib.data.base import ClipBank
+from cdlib.data.base import CLIP_GROUPS, ClipBank, clip_groups
 from cdlib.method.calibration import calibration_report
 from cdlib.models import create_model, preprocess
 from cdlib.runtime.errors import ConfigError
@@ -121,14 +121,14 @@ def test_probe_table_groups_columns_and_consistency():
     assert tuple(table.columns) == PROBE_COLUMNS
     counts = table.groupby("group", observed=True).size()
     assert counts["action"] == int((bank.informative == 1).sum())
-    assert counts["uninformative"] == int((bank.informative == 0).sum())
+    assert counts["non-action"] == int((bank.informative == 0).sum())
     assert counts["noise"] == 6 and counts["scaled"] == 7 * len(alphas)
     assert sorted(table[table.group == "scaled"].alpha.unique()) == list(alphas)
     assert (table[table.group != "scaled"].alpha == 1.0).all()
     noise = table[table.group == "noise"]
     assert (noise.correct == 0).all() and (noise.label == -1).all()
     # the scaled rows at alpha = 1 repeat the plain rows of the same clips
-    plain = table[table.group.isin(["action", "uninformative"])].set_index("clip")
+    plain = table[table.group.isin(["action", "non-action"])].set_index("clip")
     at_one = table[(table.group == "scaled") & (table.alpha == 1.0)].set_index("clip")
     shared = at_one.index.intersection(plain.index)
     assert len(shared) > 0
@@ -150,7 +150,7 @@ def test_probe_table_survives_the_artifact_payload_and_summarizes():
     summary = summarize_probe(table)
     assert set(summary.columns) >= {"group", "alpha", "clips", "confidence", "confidence_ts", "accuracy",
                                     "overconfidence", "confident_wrong"}
-    assert len(summary) == 3 + 2  # action, uninformative, noise at α=1; scaled at two α
+    assert len(summary) == 3 + 2  # action, non-action, noise at α=1; scaled at two α
     row = summary[(summary.group == "noise")].iloc[0]
     assert row.accuracy == 0 and row.overconfidence == pytest.approx(row.confidence)
     noise = table[table.group == "noise"]
@@ -175,3 +175,12 @@ def test_calibration_summary_and_reliability_rows():
         assert summary.iloc[1][key] == pytest.approx(value)
     diagram = reliability_table(logits, labels, informative, temperature=2.5, n_bins=5)
     assert len(diagram) == 4 * 5 and diagram.groupby(["clips", "scaling"])["count"].sum().tolist() == [20, 20, 60, 60]
+
+
+def test_clip_groups_split_known_clips_by_their_flag_and_leave_unknown_ones_out():
+    informative = torch.tensor([1, 0, -1, 1, 0, 0], dtype=torch.int8)
+    groups = clip_groups(informative)
+    assert list(groups) == list(CLIP_GROUPS) == ["action", "non-action"]
+    assert groups["action"].tolist() == [True, False, False, True, False, False]
+    assert groups["non-action"].tolist() == [False, True, False, False, True, True]
+    assert GROUPS[:2] == tuple(CLIP_GROUPS)

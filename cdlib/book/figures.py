@@ -154,14 +154,12 @@ def reliability_figure(rel: pd.DataFrame, error_bars: bool = False):
 
 
 def probe_ecdf_figure(probe: pd.DataFrame, alpha: float):
-    """The ECDF of the teacher's confidence (raw left, temperature-scaled right) on the action, uninformative
+    """The ECDF of the teacher's confidence (raw left, temperature-scaled right) on the action, non-action
     and noise clips of a probe table (one seed's) and on its clips scaled by ``alpha``."""
     import numpy as np
 
-    parts = {"action clips": probe[probe.group == "action"],
-             "uninformative clips": probe[probe.group == "uninformative"],
-             "noise clips": probe[probe.group == "noise"],
-             f"test clips scaled by α = {alpha:g}": probe[(probe.group == "scaled") & (probe.alpha == alpha)]}
+    parts = {f"{group} clips": probe[probe.group == group] for group in ("action", "non-action", "noise")}
+    parts[f"test clips scaled by α = {alpha:g}"] = probe[(probe.group == "scaled") & (probe.alpha == alpha)]
     fig, axes = viz.figure(1, 2, height=4.2, sharey=True)
     colors = ["C0", "C1", "C3", "C2"]
     for ax, (column, title) in zip(axes, (("confidence", "raw softmax"), ("confidence_ts", "temperature-scaled"))):

@@ -68,6 +68,17 @@ class ClipDataset(torch.utils.data.Dataset):
         }
 
 
+#: the two kinds of clip, by their ``informative`` flag, wherever the data say which clips show the action
+#: (the probes, the signal and accuracy tables and the figures all name them so)
+CLIP_GROUPS = {"action": 1, "non-action": 0}
+
+
+def clip_groups(informative: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The boolean masks ``{name: informative == flag}`` of :data:`CLIP_GROUPS`; a clip of unknown kind
+    (``informative == -1``: a data set without action annotation) is in neither."""
+    return {name: informative == flag for name, flag in CLIP_GROUPS.items()}
+
+
 class ClipIndex:
     """A split seen clip by clip: what :class:`ClipBank` (pixels in memory) and
     :class:`cdlib.data.loading.StreamedClips` (pixels read when asked) share.

@@ -145,7 +145,7 @@ def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
 
 def probe_numbers(table: pd.DataFrame, alphas: Sequence[float]) -> dict:
     """From the teacher's :func:`probe_table`: accuracy, confidence (raw and scaled) and the share confident and
-    wrong on action, uninformative and noise clips and on the scaled clips at ``alpha`` = 1 and the largest of
+    wrong on action, non-action and noise clips (``probe_<action|non_action|noise>_<column>``) and on the scaled clips at ``alpha`` = 1 and the largest of
     ``alphas``; that largest scale, and the numbers of noise and of scaled clips."""
     a_max = float(max(alphas))
 
@@ -154,9 +154,9 @@ def probe_numbers(table: pd.DataFrame, alphas: Sequence[float]) -> dict:
 
     out = {}
     columns = ("accuracy", "confidence", "confidence_ts", "confident_wrong")
-    for group in ("action", "uninformative", "noise"):
+    for group in ("action", "non-action", "noise"):
         for column in columns:
-            out[f"probe_{group}_{column}"] = float(at(group)[column])
+            out[f"probe_{group.replace('-', '_')}_{column}"] = float(at(group)[column])
     for column in columns:
         out[f"probe_scaled1_{column}"] = float(at("scaled", 1)[column])
         out[f"probe_scaledmax_{column}"] = float(at("scaled", a_max)[column])
@@ -170,7 +170,7 @@ def student_probe_numbers(table: pd.DataFrame, alphas: Sequence[float]) -> dict:
     """From the CE student's :func:`probe_table`: accuracy, confidence and the share confident and wrong per
     group (``student_<group>_<column>``; scaled clips at ``alpha`` = 1 and the largest of ``alphas``)."""
     out = {}
-    for group, alpha, tag in (("action", 1, "action"), ("uninformative", 1, "uninformative"), ("noise", 1, "noise"),
+    for group, alpha, tag in (("action", 1, "action"), ("non-action", 1, "non_action"), ("noise", 1, "noise"),
                               ("scaled", 1, "scaled1"), ("scaled", float(max(alphas)), "scaledmax")):
         for column in ("accuracy", "confidence", "confident_wrong"):
             out[f"student_{tag}_{column}"] = float(table.loc[(group, float(alpha)), column])

@@ -6,7 +6,7 @@ its confidence head), the *confidence* of a clip is ``max_k softmax(z / T)_k``
 The probes compare it, and the model's accuracy, across groups of clips:
 
 - ``action``: test clips that show their video's action (``informative == 1``);
-- ``uninformative``: test clips outside the action segment (``informative == 0``),
+- ``non-action``: test clips outside the action segment (``informative == 0``),
   which show background and, often, a distractor motion of another class;
 - ``noise``: clips of pure uniform noise (:func:`noise_clips`); they belong to no
   class, so every prediction on them counts as wrong (``label = -1``,
@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cdlib.data.base import ClipBank
+from cdlib.data.base import CLIP_GROUPS, ClipBank, clip_groups
 from cdlib.experiment.clips import data_spec, get_bank, resolve_store
 from cdlib.experiment.students import model_spec_of
 from cdlib.experiment.train import set_determinism
@@ -48,7 +48,7 @@ from cdlib.runtime.errors import ConfigError
 DEFAULT_ALPHAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 #: group names of the probe table, in display order
-GROUPS = ("action", "uninformative", "noise", "scaled")
+GROUPS = (*CLIP_GROUPS, "noise", "scaled")
 
 PROBE_COLUMNS = ("group", "alpha", "clip", "label", "informative", "prediction", "confidence", "confidence_ts",
                  "correct")
@@ -152,7 +152,7 @@ def probe_model(model: nn.Module, bank: ClipBank, temperature: float = 1.0, alph
                 batch_size: int = 128) -> pd.DataFrame:
     """The tidy probe table (columns :data:`PROBE_COLUMNS`) of ``model`` on ``bank``.
 
-    Groups ``action`` and ``uninformative`` hold every clip of ``bank`` with
+    Groups ``action`` and ``non-action`` (:data:`cdlib.data.base.CLIP_GROUPS`) hold every clip of ``bank`` with
     ``informative`` 1 and 0 (``alpha = 1``); ``logits [M, K]``, if given, are the
     model's stored outputs on ``bank`` and spare recomputing them. ``noise``
     holds ``num_noise`` uniform-noise clips of the bank's clip shape (seeded by
@@ -169,8 +169,8 @@ def probe_model(model: nn.Module, bank: ClipBank, temperature: float = 1.0, alph
         raise ValueError(f"logits: expected one row per clip of the bank ({len(bank.clips)}), got {logits.shape[0]}")
     tables = []
     all_idx = torch.arange(len(bank.clips))
-    for group, flag in (("action", 1), ("uninformative", 0)):
-        idx = all_idx[bank.informative == flag]
+    for group, mask in clip_groups(bank.informative).items():
+        idx = all_idx[mask]
         tables.append(confidence_table(logits[idx], bank.labels[idx], group, temperature,
                                        clip=idx, informative=bank.informative[idx]))
     if num_noise > 0:
@@ -232,7 +232,7 @@ def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, 
     ``which`` is ``teacher`` or a student variant (``ce``, ``kd``, ``cd``; their
     class head is probed). The model is trained on first use
     (:func:`cdlib.experiment.trained_models.get_model`); its stored outputs give the
-    ``action``/``uninformative`` rows, its temperature fitted on validation
+    ``action``/``non-action`` rows, its temperature fitted on validation
     (:func:`model_temperature`) the ``confidence_ts`` column, and ``cfg.seed``
     seeds the noise clips and the scaled subset.
     """

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cdlib.data.base import clip_groups
 from cdlib.experiment.bench import run_benchmark
 from cdlib.experiment.config import Config
 from cdlib.experiment.evaluation import confidence_signals
@@ -408,7 +409,7 @@ def signal_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
     informative = outputs["teacher"].informative
     groups = {"all": torch.ones_like(correct)}
     if bool((informative >= 0).all()):
-        groups.update({"action": informative == 1, "non-action": informative == 0})
+        groups.update(clip_groups(informative))
     rows = []
     for name, signal in signals.items():
         for group, mask in groups.items():
@@ -494,10 +495,9 @@ def accuracy_table(outputs: dict[str, ClipOutputs]) -> pd.DataFrame:
     for which, out in outputs.items():
         right = out.correct.float()
         row = {"model": which, "clip accuracy": float(right.mean())}
-        informative = out.informative
-        if bool((informative >= 0).all()):
-            row["action clips"] = float(right[informative == 1].mean())
-            row["non-action clips"] = float(right[informative == 0].mean())
+        if bool((out.informative >= 0).all()):
+            for group, mask in clip_groups(out.informative).items():
+                row[f"{group} clips"] = float(right[mask].mean())
         row["video accuracy"] = out.dense_accuracy()
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
