@@ -52,9 +52,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 def join_processes(cfg) -> bool:
     """Under torchrun, join the process group on the config's device; True in process 0 (the one that prints)."""
     from cdlib.runtime import distributed
-    from cdlib.runtime.device import resolve_runtime
 
-    distributed.init_from_env(resolve_runtime(cfg).device)
+    distributed.init_from_env(cfg.resolved_runtime.device)
     return distributed.is_main()
 
 

@@ -453,7 +453,7 @@ def test_benchmark_json_holds_every_contract_key(tiny_run):
     assert dense["teacher_clips_per_video"] == 4
     # the selected points are timed on every test video (fewer than bench.wall_selected_videos), the rest on 2
     assert {k: v for k, v in result["wall_clock"].items() if k not in ("achieved_gflop_s", "prepare_s")} == {
-        "selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4, "threads": cfg.bench.num_threads,
+        "selected_videos": 6, "curve_videos": 2, "passes": 1, "throughput_batch": 4, "threads": cfg.runtime.num_threads,
         "backend": "torchscript"}  # bench.backend=auto on the CPU
     # each timed model's preparation (scripting and warm-up), reported apart from the timed points
     prepare_s = result["wall_clock"]["prepare_s"]

@@ -79,10 +79,10 @@ def test_the_config_command_fails_naming_every_bad_key(capsys):
     from cdlib.__main__ import main
 
     code = main(["config", "--set", "distill.tau=-1", "--set", "data.informative_fraction=2",
-                 "--set", "distill.target=nope", "--set", "bench.num_threads=0"])
+                 "--set", "distill.target=nope", "--set", "runtime.num_threads=0"])
     err = capsys.readouterr().err
     assert code != 0
-    for key in ("distill.tau", "data.informative_fraction", "distill.target", "bench.num_threads"):
+    for key in ("distill.tau", "data.informative_fraction", "distill.target", "runtime.num_threads"):
         assert f"  {key}: " in err, key
 
 
@@ -96,8 +96,13 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_num_threads_zero_is_refused_not_ignored():
-    with pytest.raises(ConfigError, match=r"bench\.num_threads: .*greater than or equal to 1"):
-        profile_config("ci").replace(**{"bench.num_threads": 0})
+    with pytest.raises(ConfigError, match=r"runtime\.num_threads: .*greater than or equal to 1"):
+        profile_config("ci").replace(**{"runtime.num_threads": 0})
+
+
+def test_a_moved_key_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError, match=r"'bench\.num_threads' is now 'runtime\.num_threads'"):
+        profile_config("ci").replace(**{"bench.num_threads": 4})
 
 
 @pytest.mark.parametrize(

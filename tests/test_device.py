@@ -49,13 +49,26 @@ def test_cli_reports_an_unavailable_device_before_any_work(tmp_path, capsys):
 
 
 def test_cpu_runtime_is_deterministic_full_precision_and_in_process():
-    runtime = resolve_runtime(profile_config("ci").replace(**{"runtime.device": "cpu"}))
+    runtime = profile_config("ci").replace(**{"runtime.device": "cpu"}).resolved_runtime
     assert runtime.device == torch.device("cpu") and runtime.amp_dtype is None and runtime.deterministic
     assert runtime.workers_for(in_memory=True) == 0 and runtime.workers_for(in_memory=False) == 0
     assert not runtime.pin_memory
     assert runtime.numerics() == {"amp": None}
-    forced = resolve_runtime(profile_config("ci").replace(**{"runtime.amp": "on", "runtime.num_workers": 3}))
+    forced = profile_config("ci").replace(**{"runtime.amp": "on", "runtime.num_workers": 3}).resolved_runtime
     assert forced.amp_dtype == torch.bfloat16 and forced.workers_for(in_memory=True) == 3
+
+
+def test_a_runtime_section_is_resolved_once_and_torchrun_shares_the_threads(monkeypatch):
+    cfg = profile_config("ci").replace(**{"runtime.device": "cpu", "runtime.num_threads": 5})
+    runtime = cfg.resolved_runtime
+    assert runtime.threads == 5
+    # another config with the same section, e.g. another seed, gets the very same object
+    assert profile_config("ci", seed=3).replace(**{"runtime.device": "cpu", "runtime.num_threads": 5}).resolved_runtime is runtime
+    assert resolve_runtime(cfg.runtime) is runtime
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine: 5 // 2 threads each
+    assert cfg.resolved_runtime.threads == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert cfg.resolved_runtime.threads == 1  # never fewer than one
 
 
 @pytest.mark.parametrize("key, value", [("runtime.amp", "maybe"), ("runtime.deterministic", "yes"),
@@ -63,7 +76,7 @@ def test_cpu_runtime_is_deterministic_full_precision_and_in_process():
                                         ("runtime.prefetch_batches", 0)])
 def test_bad_runtime_values_are_rejected_by_name(key, value):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        resolve_runtime(profile_config("ci").replace(**{key: value}))
+        profile_config("ci").replace(**{key: value})
 
 
 def test_bf16_autocast_prediction_returns_float32_close_to_full_precision():

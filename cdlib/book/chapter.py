@@ -17,7 +17,8 @@ and its setup cell calls :func:`setup_chapter`, which
 - refuses a data source the user named whose folders or split files are missing
   (:func:`cdlib.data.sources.check_source`), and expands a fold ``all`` into one
   config per fold;
-- sets torch's threads (``bench.num_threads``), the figure style (:func:`cdlib.book.viz.setup`)
+- resolves the runtime and sets torch's threads and determinism from it
+  (:func:`cdlib.runtime.device.configure_backend`), the figure style (:func:`cdlib.book.viz.setup`)
   and deterministic SVG figures;
 - returns a :class:`Chapter` whose :meth:`Chapter.banner` says what differs from the
   chapter's defaults (read from its own parameters cell), or nothing for a default run.
@@ -203,9 +204,9 @@ def setup_chapter(name: str, profile: str = "ci", seed: int = 0, data: str = "sy
         data_line = f"data: {chosen.description} (`{chosen.source}`; default {default})"
     differences = _differences(defaults, given, data_line)
 
-    import torch
+    from cdlib.runtime.device import configure_backend
 
-    torch.set_num_threads(configs[0].bench.num_threads)
+    configure_backend(configs[0].resolved_runtime)
     if figures:
         _setup_figures(name)
     return Chapter(name=name, configs=configs, sources=sources, seeds=tuple(seeds),

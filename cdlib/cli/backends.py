@@ -4,7 +4,7 @@ Builds the config's teacher and student (random initialisation: only their time 
 ``data.num_classes`` classes, prepares each with every backend available on the config's device (or those of
 ``--backends``), and prints per model and backend the milliseconds per call on 1 and 12 clips of the config's
 clip shape (the fastest of ``--repeats`` calls after a warm-up, :func:`cdlib.method.cost.time_call`), on
-``bench.num_threads`` threads, and the seconds the preparation took (export or compilation, warm-up included).
+``runtime.num_threads`` threads, and the seconds the preparation took (export or compilation, warm-up included).
 Backends unavailable here are listed with the reason; one that cannot take a model is shown with its error.
 """
 
@@ -25,13 +25,12 @@ def compare_backends(cfg, backends: list[str] | None = None, repeats: int = 10, 
     from cdlib.method.cost import time_call
     from cdlib.models import create_model, preprocess
     from cdlib.models.backends import BACKENDS, get_backend
-    from cdlib.runtime.device import place_model, resolve_runtime
+    from cdlib.runtime.device import configure_backend, place_model
     from cdlib.runtime.errors import ConfigError
 
-    runtime = resolve_runtime(cfg)
+    runtime = cfg.resolved_runtime
+    configure_backend(runtime)  # the threads (runtime.num_threads on the CPU) and determinism of every run
     device = runtime.device
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.bench.num_threads)
     names = list(BACKENDS) if not backends else [get_backend(b).name for b in backends]
     skipped = {n: get_backend(n).unavailable_reason(device) for n in names}
     skipped = {n: why for n, why in skipped.items() if why is not None}
@@ -62,13 +61,13 @@ def compare_backends(cfg, backends: list[str] | None = None, repeats: int = 10, 
 
 def cmd_backends(args: argparse.Namespace) -> int:
     from cdlib.cli.options import config_from_args
-    from cdlib.runtime.device import resolve_runtime
 
     cfg = config_from_args(args)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     table, skipped = compare_backends(cfg, backends, args.repeats)
-    runtime = resolve_runtime(cfg)
-    print(f"inference backends on {runtime.device}, {cfg.bench.num_threads} threads, clips of "
+    runtime = cfg.resolved_runtime
+    threads = f"{runtime.threads} threads" if runtime.threads else "torch's default threads"
+    print(f"inference backends on {runtime.device}, {threads}, clips of "
           f"{cfg.data.clip_length}x{cfg.data.height}x{cfg.data.width}, fastest of {args.repeats} calls after a warm-up")
     print(table.to_string(float_format=lambda v: f"{v:.3f}") if len(table) else "(no backend ran)")
     for backend, why in skipped.items():

@@ -69,13 +69,12 @@ def _child() -> None:
         from cdlib.data.loading import BatchPlan, clip_loader
         from cdlib.experiment.clips import get_clips
         from cdlib.experiment.train import epoch_order, epoch_seed
-        from cdlib.runtime.device import resolve_runtime
 
         source = get_clips(cfg, "train")
         order = epoch_order(source, cfg.teacher_train, torch.Generator().manual_seed(epoch_seed(cfg.seed, 0)))
         size = cfg.teacher_train.batch_size
         loader = clip_loader(source, BatchPlan(order[i : i + size] for i in range(0, len(order), size)),
-                             resolve_runtime(cfg))
+                             cfg.resolved_runtime)
         start = time.perf_counter()
         clips = sum(len(idx) for _, idx in loader)
         seconds = time.perf_counter() - start

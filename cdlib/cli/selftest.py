@@ -259,9 +259,8 @@ class SelfTest:
                 if bad:
                     raise AssertionError(f"{trained.name}: non-finite training values {bad}")
         last_t, last_s = teacher.history[-1], student.history[-1]
-        from cdlib.runtime.device import resolve_runtime
 
-        precision = "bf16 autocast" if resolve_runtime(cfg).amp_dtype is not None else "float32"
+        precision = "bf16 autocast" if cfg.resolved_runtime.amp_dtype is not None else "float32"
         return (f"{precision} on {self.device}: teacher {cfg.teacher} loss {last_t['train_loss']:.3f}, "
                 f"val clip accuracy {last_t['val_clip_accuracy']:.3f} ({teacher_s:.1f} s); "
                 f"CD student {cfg.student} loss {last_s['train_loss']:.3f} ({student_s:.1f} s, with teacher outputs)")

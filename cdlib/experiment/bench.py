@@ -108,7 +108,7 @@ import torch
 from cdlib.data import skipped_videos
 from cdlib.experiment.config import Config
 from cdlib.runtime.artifacts import ArtifactStore, atomic_write, code_version, config_hash
-from cdlib.runtime.device import configure_backend, resolve_runtime
+from cdlib.runtime.device import configure_backend
 from cdlib.experiment.evaluation import (
     collect_outputs,
     confidence_signals,
@@ -166,7 +166,7 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
             return _from_json(timed)
 
     def build(_):
-        configure_backend(resolve_runtime(cfg))  # CPU: deterministic on bench.num_threads; GPU: cudnn.benchmark
+        configure_backend(cfg.resolved_runtime)  # CPU: deterministic on runtime.num_threads; GPU: cudnn.benchmark
         test, val = collect_outputs(cfg, store, "test"), collect_outputs(cfg, store, "val")
         cost = measure_cost(cfg, store)
         log("evaluating policies on the val and test splits")
@@ -204,7 +204,7 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
             "summary": {**summarize(policies), "ce_baseline": ce_baseline(val_auroc)},
             "wall_clock": wall_clock,
             "environment": {
-                "threads": cfg.bench.num_threads,
+                "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
                 "machine": platform.machine(),
                 "cpus": os.cpu_count(),

@@ -15,7 +15,7 @@ from cdlib.data.loading import StreamedClips, decoded_bytes
 from cdlib.experiment.config import Config, DataConfig
 from cdlib.runtime import distributed
 from cdlib.runtime.artifacts import ArtifactStore, code_version, config_hash
-from cdlib.runtime.device import IN_MEMORY_LIMIT_BYTES, resolve_runtime
+from cdlib.runtime.device import IN_MEMORY_LIMIT_BYTES
 
 
 #: the data modules whose code keys the synthetic clip banks and every trained model
@@ -96,7 +96,7 @@ def get_clips(cfg: Config, split: str, store: ArtifactStore | None = None) -> Cl
     the same clips in the same order.
     """
     spec = data_spec(cfg, split)
-    choice = resolve_runtime(cfg).in_memory
+    choice = cfg.resolved_runtime.in_memory
     return _clips_cached(str(resolve_store(store).root), config_hash(spec), split, json.dumps(spec, sort_keys=True),
                          choice)
 

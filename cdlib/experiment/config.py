@@ -279,7 +279,6 @@ class BenchConfig:
     wall_videos: Count = 0  # test videos timed for the other points of each curve (0: not timed)
     wall_repeats: Positive = 4  # passes over the timed points (see cdlib.experiment.timing.measure_wall_clock)
     throughput_batch: Positive = 16  # videos per batch in the throughput timing
-    num_threads: Positive = 2
     # how the timed pipeline runs its models (cdlib.models.backends): auto (torchscript on the CPU, bf16 autocast on
     # CUDA) or a registered backend (python -m cdlib backends compares them)
     backend: Annotated[str, registered("inference backend", _backends)] = "auto"
@@ -362,6 +361,9 @@ class RuntimeConfig:
     prefetch_batches: Positive = 2  # batches each worker loads ahead (bounded prefetch)
     in_memory: Literal["auto", "on", "off"] = "auto"  # keep a split's decoded clips in memory (auto: if at most 2 GiB)
     sync_batchnorm: bool = True  # DDP on CUDA: SyncBatchNorm over the global batch (gloo on CPU cannot)
+    # torch threads on the CPU for training, prediction and the timed benchmark, shared by the processes torchrun
+    # starts on one machine (each gets num_threads // LOCAL_WORLD_SIZE); on an accelerator torch's default
+    num_threads: Positive = 2
 
 
 @_section("")
@@ -389,6 +391,15 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def resolved_runtime(self):
+        """The :class:`~cdlib.runtime.device.Runtime` of the ``runtime`` section for this process: the device,
+        numerics, loader settings and threads every layer runs with, resolved once per process
+        (:func:`cdlib.runtime.device.resolve_runtime`)."""
+        from cdlib.runtime.device import resolve_runtime  # torch is imported only when a run needs it
+
+        return resolve_runtime(self.runtime)
 
     def replace(self, **dotted: Any) -> "Config":
         """A copy with dotted-path overrides applied, e.g. ``replace(**{"data.height": 64})``."""
@@ -451,6 +462,9 @@ def full_profile_seeds() -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- overrides
 
+#: keys that moved to another section, old -> new: an override of the old key is refused with the new name
+MOVED_KEYS = {"bench.num_threads": "runtime.num_threads"}
+
 
 def _pairs(overrides: dict[str, Any] | Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """``{"key": value}`` from a mapping or from ``"key=value"`` strings, and the malformed items."""
@@ -478,6 +492,9 @@ def apply_overrides(config: Config, overrides: dict[str, Any] | Sequence[str]) -
     pairs, problems = _pairs(overrides)
     tree = config.to_dict()
     for key, value in pairs.items():
+        if key in MOVED_KEYS:
+            problems.append(f"config key {key!r} is now {MOVED_KEYS[key]!r}; set that instead")
+            continue
         parts, node = key.split("."), tree
         for depth, part in enumerate(parts):
             if not isinstance(node, dict):

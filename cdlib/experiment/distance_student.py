@@ -19,7 +19,7 @@ from cdlib.experiment.trained_models import get_outputs, get_student
 from cdlib.method import distance
 from cdlib.runtime import distributed
 from cdlib.runtime.artifacts import ArtifactStore, code_version
-from cdlib.runtime.device import configure_backend, resolve_runtime
+from cdlib.runtime.device import configure_backend
 from cdlib.runtime.progress import log
 
 
@@ -28,10 +28,10 @@ def get_features(cfg: Config, split: str, store: ArtifactStore | None = None) ->
     (:class:`cdlib.method.distance.FeatureStudent`), cached like its outputs."""
     store = resolve_store(store)
     spec = {"model": student_spec(cfg, "cd"), "split": split, "clips": data_spec(cfg, split),
-            "numerics": resolve_runtime(cfg).numerics()}
+            "numerics": cfg.resolved_runtime.numerics()}
 
     def build(_):
-        runtime = resolve_runtime(cfg)
+        runtime = cfg.resolved_runtime
         configure_backend(runtime)
         wrapped = distance.FeatureStudent(get_student(cfg, "cd", store).model)
         return {"features": predict(wrapped, get_clips(cfg, split, store), desc=f"features on {split}",

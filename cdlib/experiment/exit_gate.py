@@ -20,7 +20,7 @@ from cdlib.models.pretrained import VideoClassifier
 from cdlib.models.small import C3DSmall
 from cdlib.runtime import distributed
 from cdlib.runtime.artifacts import ArtifactStore, code_version
-from cdlib.runtime.device import configure_backend, resolve_runtime
+from cdlib.runtime.device import configure_backend
 from cdlib.runtime.errors import ConfigError
 
 
@@ -94,10 +94,10 @@ def get_teacher_features(cfg: Config, split: str, store: ArtifactStore | None = 
     cached like its outputs (:func:`get_features` for the CD student's)."""
     store = resolve_store(store)
     spec = {"model": teacher_spec(cfg), "split": split, "clips": data_spec(cfg, split),
-            "numerics": resolve_runtime(cfg).numerics(), "features": "input of the classification layer"}
+            "numerics": cfg.resolved_runtime.numerics(), "features": "input of the classification layer"}
 
     def build(_):
-        runtime = resolve_runtime(cfg)
+        runtime = cfg.resolved_runtime
         configure_backend(runtime)
         wrapped = TeacherWithFeatures(get_teacher(cfg, store).model)
         # predict names its outputs by position (logits, score_logit, ...): the second is the features here
@@ -116,7 +116,7 @@ def exit_gate_spec(cfg: Config) -> dict:
     """What determines FrameExit's exit gate: the teacher, the train split's clips, the gate settings
     (:data:`cdlib.method.frame_exit.GATE_SETTINGS`), the seed and the code that fits it."""
     return {"role": "exit_gate", "teacher": teacher_spec(cfg), "clips": data_spec(cfg, _GATE_SPLIT),
-            "numerics": resolve_runtime(cfg).numerics(), "gate": dict(GATE_SETTINGS), "seed": cfg.seed,
+            "numerics": cfg.resolved_runtime.numerics(), "gate": dict(GATE_SETTINGS), "seed": cfg.seed,
             "code": code_version("cdlib.method.frame_exit")}
 
 
@@ -142,7 +142,7 @@ def get_exit_scores(cfg: Config, split: str, store: ArtifactStore | None = None)
     visited up to and including it (:func:`cdlib.method.frame_exit.exit_scores`), cached."""
     store = resolve_store(store)
     spec = {"gate": exit_gate_spec(cfg), "split": split, "clips": data_spec(cfg, split),
-            "numerics": resolve_runtime(cfg).numerics()}
+            "numerics": cfg.resolved_runtime.numerics()}
 
     def build(_):
         outputs = get_outputs(cfg, "teacher", split, store)

@@ -19,7 +19,7 @@ from cdlib.method.context import pad_videos
 from cdlib.models import create_model, require_weights
 from cdlib.runtime import distributed
 from cdlib.runtime.artifacts import PAYLOAD, ArtifactStore, config_hash
-from cdlib.runtime.device import configure_backend, resolve_runtime
+from cdlib.runtime.device import configure_backend
 from cdlib.runtime.progress import log, progress_bar
 
 
@@ -54,7 +54,7 @@ def fit_model(name: str, spec: dict, cfg: Config, train_cfg: TrainConfig, object
     num_classes = train_bank.num_classes
 
     def build(work_dir):
-        runtime = resolve_runtime(cfg)
+        runtime = cfg.resolved_runtime
         configure_backend(runtime)
         torch.manual_seed(init_seed)
         model = create_model(name, num_classes=num_classes, weights=weights)

@@ -248,7 +248,7 @@ def model_probe(cfg, which: str = "teacher", store=None, alphas=DEFAULT_ALPHAS, 
         trained = get_model(cfg, which, store)
         outputs = get_outputs(cfg, which, split, store)
         temperature = model_temperature(cfg, which, store)
-        set_determinism(cfg.bench.num_threads)
+        set_determinism(cfg.resolved_runtime.threads)
         table = probe_model(trained.model, get_bank(cfg, split, store), temperature, alphas, max_clips,
                             num_noise, seed=cfg.seed, logits=outputs.logits)
         return _to_payload(table)

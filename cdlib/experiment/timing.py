@@ -5,7 +5,7 @@ preprocessing, the student on all of a video's clips (for the policies that use
 one, at a knob that reads it, :meth:`cdlib.method.gating.PolicySpec.reads_student`:
 ``cd_gate`` at ``θ > 1``, coverage 1 and ``λ = 0`` does not, nor does
 ``cd_topk`` at coverage 1), the policy's decision and the teacher on the clips
-it asks for, on ``bench.num_threads`` threads. Every model runs on the inference backend of
+it asks for, on ``runtime.num_threads`` threads. Every model runs on the inference backend of
 ``bench.backend`` (:mod:`cdlib.models.backends`, :func:`cdlib.method.cost.timing_model`): by default
 (``auto``) frozen for inference by :func:`cdlib.models.inference_module` on the CPU, and eager under the
 runtime's bf16 autocast on a GPU; each model's preparation (scripting, export, compilation, with its warm-up
@@ -97,7 +97,7 @@ from cdlib.method.frame_exit import check_threshold, visiting_order
 from cdlib.method.gating import Decision, PolicySpec, VideoOutputs, get_policy
 from cdlib.models import preprocess
 from cdlib.runtime.artifacts import ArtifactStore
-from cdlib.runtime.device import autocast, resolve_runtime, synchronize, to_device
+from cdlib.runtime.device import autocast, configure_backend, synchronize, to_device
 from cdlib.runtime.progress import log
 
 
@@ -191,7 +191,7 @@ class TimedPipeline:
 
     def __init__(self, cfg: Config, num_videos: int, store: ArtifactStore | None = None,
                  clock: Callable[[], float] = time.perf_counter):
-        self.runtime = resolve_runtime(cfg)
+        self.runtime = cfg.resolved_runtime
         self.stages = StageTimer(clock, self.runtime.device)
         source = get_clips(cfg, "test", store)
         self.clips = [source.video_clips(v) for v in range(min(num_videos, source.num_videos))]
@@ -362,7 +362,7 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: d
     GFLOPs per clip (``cost.gflops_per_clip`` of the result), for the achieved
     rates. Returns the ``wall_clock`` block.
     """
-    torch.set_num_threads(cfg.bench.num_threads)
+    configure_backend(cfg.resolved_runtime)  # CPU: runtime.num_threads threads, as in training and prediction
     num_test = get_clips(cfg, "test", store).num_videos
     selected_videos = min(cfg.bench.wall_selected_videos, num_test)
     curve_videos = min(cfg.bench.wall_videos, num_test)
@@ -409,7 +409,7 @@ def measure_wall_clock(cfg: Config, policies: dict[str, list[dict]], selected: d
             policies[name][i].update(wall_s_per_video=wall, wall_ratio_to_dense=ratio, wall_videos=curve_videos,
                                      **_stage_keys(split))
     return {"selected_videos": selected_videos, "curve_videos": curve_videos if rest else 0,
-            "passes": cfg.bench.wall_repeats, "throughput_batch": batch, "threads": cfg.bench.num_threads,
+            "passes": cfg.bench.wall_repeats, "throughput_batch": batch, "threads": torch.get_num_threads(),
             "backend": pipeline.backend, "prepare_s": dict(pipeline.prepare_s),
             "achieved_gflop_s": {mode: _achieved_rates(chosen, parts, gflops_per_clip)
                                  for mode, parts in (("latency", latency[2]), ("throughput", throughput[2]))}}

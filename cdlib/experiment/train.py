@@ -185,8 +185,6 @@ def train_model(
     seed plus the rank. Process 0 writes the checkpoints; on resuming, it reads
     the checkpoint and sends it to the others.
     """
-    if train_cfg.epochs < 1 or train_cfg.batch_size < 1 or train_cfg.lr <= 0:
-        raise ConfigError(f"train: epochs and batch_size must be >= 1 and lr > 0, got {train_cfg}")
     world, rank = distributed.world_size(), distributed.rank()
     place_model(model, runtime)
     # Parameter groups come from the model (cdlib.models.parameter_groups): a pretrained backbone trains at

@@ -32,7 +32,7 @@ from cdlib.method.calibration import fit_temperature
 from cdlib.method.losses import ConfidenceDistillationLoss
 from cdlib.runtime import distributed
 from cdlib.runtime.artifacts import ArtifactStore
-from cdlib.runtime.device import configure_backend, resolve_runtime
+from cdlib.runtime.device import configure_backend
 from cdlib.runtime.progress import log
 
 
@@ -106,11 +106,11 @@ def get_outputs(cfg: Config, which: str, split: str, store: ArtifactStore | None
     """
     store = resolve_store(store)
     spec = {"model": model_spec_of(cfg, which), "split": split, "clips": data_spec(cfg, split),
-            "numerics": resolve_runtime(cfg).numerics()}
+            "numerics": cfg.resolved_runtime.numerics()}
 
     def build(_):
         trained = get_model(cfg, which, store)
-        runtime = resolve_runtime(cfg)
+        runtime = cfg.resolved_runtime
         configure_backend(runtime)
         return predict(trained.model, get_clips(cfg, split, store), desc=f"{which} on {split}", runtime=runtime)
 

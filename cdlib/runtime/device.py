@@ -3,7 +3,8 @@
 :func:`resolve_runtime` turns the ``runtime`` section of a config
 (:class:`cdlib.experiment.config.RuntimeConfig`) into a :class:`Runtime`: a
 :class:`torch.device`, the autocast dtype, the determinism switch, the loader
-settings and this process's thread count. Training and prediction
+settings and this process's thread count. It does so once per process for each
+section; every layer reads the result as ``cfg.resolved_runtime``. Training and prediction
 (:mod:`cdlib.experiment.train`) take a ``Runtime``; without one they run on the CPU in full
 precision, as the book's CI profile does.
 
@@ -31,6 +32,8 @@ What determinism holds
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import time
 from contextlib import nullcontext
@@ -41,20 +44,11 @@ from torch import nn
 
 from cdlib.runtime.errors import ConfigError
 
-SWITCH_VALUES = ("auto", "on", "off")
-
 #: ``runtime.in_memory=auto`` keeps a split in memory when its decoded clips take at most this many bytes
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 #: worker processes per training process for streamed data on an accelerator (``runtime.num_workers=-1``)
 AUTO_WORKERS = 8
-
-
-def _switch(key: str, value: str) -> str:
-    value = str(value).strip().lower()
-    if value not in SWITCH_VALUES:
-        raise ConfigError(f"{key}: expected one of {', '.join(SWITCH_VALUES)}, got {value!r}")
-    return value
 
 
 def _cuda_unavailable_reason() -> str:
@@ -143,34 +137,36 @@ class Runtime:
         return {"amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None}
 
 
-def resolve_runtime(cfg) -> Runtime:
-    """The :class:`Runtime` of config ``cfg`` (its ``runtime`` section and ``bench.num_threads``).
+def resolve_runtime(section) -> Runtime:
+    """The :class:`Runtime` of a config's ``runtime`` section (:class:`cdlib.experiment.config.RuntimeConfig`,
+    which has validated every value), for this process; a config hands it out as ``cfg.resolved_runtime``.
 
-    On the CPU each of the ``LOCAL_WORLD_SIZE`` processes started by torchrun on
-    this machine gets ``bench.num_threads // LOCAL_WORLD_SIZE`` threads (at least 1);
-    on an accelerator the thread count is left alone.
+    Each distinct section is resolved once per process (the device checked, the thread count worked out), so
+    every layer that asks gets the same object. On the CPU each of the ``LOCAL_WORLD_SIZE`` processes started
+    by torchrun on this machine gets ``num_threads // LOCAL_WORLD_SIZE`` threads (at least 1); on an
+    accelerator the thread count is left alone.
     """
-    rc = cfg.runtime
-    device = resolve_device(rc.device)
-    amp = _switch("runtime.amp", rc.amp)
-    deterministic = _switch("runtime.deterministic", rc.deterministic)
-    in_memory = _switch("runtime.in_memory", rc.in_memory)
-    if isinstance(rc.num_workers, bool) or not isinstance(rc.num_workers, int) or rc.num_workers < -1:
-        raise ConfigError(f"runtime.num_workers: expected an integer >= 0, or -1 for auto; got {rc.num_workers!r}")
-    if isinstance(rc.prefetch_batches, bool) or not isinstance(rc.prefetch_batches, int) or rc.prefetch_batches < 1:
-        raise ConfigError(f"runtime.prefetch_batches: expected an integer >= 1, got {rc.prefetch_batches!r}")
-    use_amp = amp == "on" or (amp == "auto" and device.type == "cuda")
+    settings = tuple(sorted(dataclasses.asdict(section).items()))
+    return _resolved(settings, os.environ.get("LOCAL_WORLD_SIZE", "1"), os.environ.get("LOCAL_RANK"),
+                     os.environ.get("WORLD_SIZE", "1"))
+
+
+@functools.cache  # keyed by the torchrun variables too: resolve_device and the thread share read them
+def _resolved(settings: tuple, local_world_size: str, local_rank: str | None, world_size: str) -> Runtime:
+    rc = dict(settings)
+    device = resolve_device(rc["device"])
+    use_amp = rc["amp"] == "on" or (rc["amp"] == "auto" and device.type == "cuda")
     threads = None  # on an accelerator the CPU threads are torch's default
-    if cfg.bench.num_threads and device.type == "cpu":
-        threads = max(1, cfg.bench.num_threads // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    if device.type == "cpu":
+        threads = max(1, rc["num_threads"] // max(1, int(local_world_size)))
     return Runtime(
         device=device,
         amp_dtype=torch.bfloat16 if use_amp else None,
-        deterministic=deterministic == "on" or (deterministic == "auto" and device.type == "cpu"),
-        num_workers=rc.num_workers,
-        prefetch_batches=rc.prefetch_batches,
-        in_memory=in_memory,
-        sync_batchnorm=bool(rc.sync_batchnorm),
+        deterministic=rc["deterministic"] == "on" or (rc["deterministic"] == "auto" and device.type == "cpu"),
+        num_workers=rc["num_workers"],
+        prefetch_batches=rc["prefetch_batches"],
+        in_memory=rc["in_memory"],
+        sync_batchnorm=bool(rc["sync_batchnorm"]),
         threads=threads,
     )
 
