@@ -146,3 +146,23 @@ def test_files_stream_through_the_decode_cache(tmp_path, make_ucf101_tree):
     batches = [torch.arange(len(bank)).flip(0)[i : i + 4] for i in range(0, len(bank), 4)]
     for (clips, idx), batch in zip(clip_loader(streamed, BatchPlan(batches), Runtime(num_workers=2)), batches):
         assert torch.equal(clips, bank.clips[batch])
+
+
+def test_a_split_and_a_models_outputs_on_it_share_one_per_video_bookkeeping():
+    from cdlib.experiment.outputs import ClipOutputs
+
+    sizes, video_label = [3, 1, 2], [2, 0, 1]
+    video = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    labels = torch.tensor(video_label)[video]
+    bank = ClipBank(clips=torch.zeros(6, 2, 8, 8, 3, dtype=torch.uint8), labels=labels, video=video,
+                    position=torch.cat([torch.arange(n) for n in sizes]), informative=torch.full((6,), -1, dtype=torch.int8),
+                    num_classes=3, class_names=["a", "b", "c"])
+    outputs = ClipOutputs(logits=torch.randn(6, 3), labels=labels, video=video, position=bank.position,
+                          informative=bank.informative)
+    values = torch.arange(12).view(6, 2)
+    for layout in (bank, outputs):
+        assert layout.num_videos == 3
+        assert layout.clips_per_video().tolist() == sizes
+        assert layout.video_labels().tolist() == video_label
+        assert [part.tolist() for part in layout.split_by_video(values)] == [
+            values[video == v].tolist() for v in range(3)]

@@ -79,11 +79,41 @@ def clip_groups(informative: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: informative == flag for name, flag in CLIP_GROUPS.items()}
 
 
-class ClipIndex:
+class ClipLayout:
+    """Which video each clip of a split belongs to: the bookkeeping a split's clips (:class:`ClipIndex`) and a
+    model's outputs on them (:class:`cdlib.experiment.outputs.ClipOutputs`) share.
+
+    Clips are stored video by video: clip ``m`` belongs to video ``video[m]`` (int64 ``[M]``, videos numbered
+    from 0, each with at least one clip) and carries that video's label ``labels[m]``.
+    """
+
+    labels: torch.Tensor
+    video: torch.Tensor
+
+    @property
+    def num_videos(self) -> int:
+        return int(self.video.max()) + 1 if len(self.video) else 0
+
+    def clips_per_video(self) -> torch.Tensor:
+        """How many clips each video has, int64 ``[num_videos]``."""
+        return torch.bincount(self.video, minlength=self.num_videos)
+
+    def video_labels(self) -> torch.Tensor:
+        """Label of each video, ``[num_videos]``."""
+        labels = torch.empty(self.num_videos, dtype=torch.long)
+        labels[self.video] = self.labels
+        return labels
+
+    def split_by_video(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """A per-clip tensor ``[M, ...]`` cut into one tensor per video, in video order."""
+        return list(torch.split(values, self.clips_per_video().tolist()))
+
+
+class ClipIndex(ClipLayout):
     """A split seen clip by clip: what :class:`ClipBank` (pixels in memory) and
     :class:`cdlib.data.loading.StreamedClips` (pixels read when asked) share.
 
-    Clip ``m`` belongs to video ``video[m]``, clips stored video by video;
+    Clip ``m`` belongs to video ``video[m]``, clips stored video by video (:class:`ClipLayout`);
     ``labels``, ``video`` and ``position`` (clip index inside its video) are int64
     ``[M]``; ``informative`` is int8 ``[M]`` with 1/0 where known and -1 where the
     data set has no annotation. ``read(indices)`` returns the clips ``uint8 [B, T, H, W, C]``.
@@ -98,16 +128,6 @@ class ClipIndex:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    @property
-    def num_videos(self) -> int:
-        return int(self.video.max()) + 1 if len(self.video) else 0
-
-    def video_labels(self) -> torch.Tensor:
-        """Label of each video, ``[num_videos]``."""
-        labels = torch.empty(self.num_videos, dtype=torch.long)
-        labels[self.video] = self.labels
-        return labels
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:  # pragma: no cover - abstract

@@ -99,7 +99,7 @@ def measure_cost(cfg: Config, store: ArtifactStore | None = None) -> dict:
     gate's FLOPs per evaluation (one gate input), counted the same way."""
     source = get_clips(cfg, "test", store)
     shape = (3, *source.clip_shape[:3])
-    counts = torch.bincount(source.video).float()
+    counts = source.clips_per_video().float()
     clips = max(1, round(float(counts.mean())))  # a video-context student is counted on a video of this many clips
     models = {which: get_model(cfg, which, store).model for which in ("teacher", *evaluated_students(cfg))}
     flops = {which: flops_per_clip(model, shape, clips if getattr(model, "video_context", False) else 1)

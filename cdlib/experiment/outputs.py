@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
+from cdlib.data.base import ClipLayout
+
 
 @dataclass(frozen=True, eq=False)  # eq: tensors have no single truth value
-class ClipOutputs:
+class ClipOutputs(ClipLayout):
     """One model's outputs on every clip of a split, with the split's bookkeeping of its clips.
 
-    ``M`` clips of ``K`` classes, stored video by video (as in
+    ``M`` clips of ``K`` classes, stored video by video (:class:`~cdlib.data.base.ClipLayout`, as in
     :class:`~cdlib.data.base.ClipIndex`): clip ``m`` belongs to video
     ``video[m]`` at ``position[m]`` inside it and carries the video's label
     ``labels[m]``; ``informative[m]`` is 1/0 where the data say whether the clip
@@ -31,10 +33,6 @@ class ClipOutputs:
     exit_score: torch.Tensor | None = None
 
     @property
-    def num_videos(self) -> int:
-        return int(self.video.max()) + 1
-
-    @property
     def score(self) -> torch.Tensor | None:
         """The confidence ``s = σ(score_logit)`` per clip, ``[M]`` (None without a confidence head)."""
         return torch.sigmoid(self.score_logit) if self.score_logit is not None else None
@@ -44,21 +42,11 @@ class ClipOutputs:
         """Whether the model's top class on each clip is the video's label, bool ``[M]``."""
         return self.logits.argmax(-1) == self.labels
 
-    def video_labels(self) -> torch.Tensor:
-        """Label of each video, ``[num_videos]``."""
-        labels = torch.zeros(self.num_videos, dtype=torch.long)
-        labels[self.video] = self.labels
-        return labels
-
-    def split_by_video(self, values: torch.Tensor) -> list[torch.Tensor]:
-        """A per-clip tensor ``[M, ...]`` cut into one tensor per video, in video order."""
-        return list(torch.split(values, torch.bincount(self.video).tolist()))
-
     def video_probs(self) -> torch.Tensor:
         """Dense averaging: the mean clip softmax of each video, ``[num_videos, K]``."""
         probs = self.logits.softmax(-1)
         total = torch.zeros(self.num_videos, probs.shape[1]).index_add_(0, self.video, probs)
-        return total / torch.bincount(self.video, minlength=self.num_videos).unsqueeze(1)
+        return total / self.clips_per_video().unsqueeze(1)
 
     def dense_accuracy(self) -> float:
         """Video-level accuracy of averaging the clip softmax over all clips of each video."""

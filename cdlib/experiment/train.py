@@ -130,7 +130,7 @@ def predict(model: nn.Module, bank: ClipIndex, batch_size: int = 256, desc: str 
 def _video_batches(bank: ClipIndex, batch_size: int) -> list[range]:
     """Consecutive whole videos in batches of at most ``batch_size`` clips (a longer video alone), for a model
     whose clips see their video (``video_context``, :class:`cdlib.method.context.VideoContextStudent`)."""
-    sizes = torch.bincount(bank.video).tolist()
+    sizes = bank.clips_per_video().tolist()
     batches, start, end = [], 0, 0
     for size in sizes:
         if end > start and end + size - start > batch_size:
