@@ -26,6 +26,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def tiny_run(request, tmp_path_factory):
+    """``(cfg, store, result)``: the timed benchmark of the test module's own ``tiny_config()`` in a fresh
+    artifact store, run once per module."""
+    from cdlib.experiment.bench import run_benchmark
+    from cdlib.runtime.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
+    cfg = request.module.tiny_config()
+    return cfg, store, run_benchmark(cfg, store)
+
+
 @pytest.fixture(scope="session")
 def weizmann_rgb_dir() -> Path:
     """The small real set in the UCF101 layout shipped in ``data/weizmann-rgb``."""

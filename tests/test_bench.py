@@ -37,7 +37,6 @@ from cdlib.method.calibration import auroc
 from cdlib.method.cost import achieved_gflop_s, fastest_parts, fastest_totals, ratio_of_totals, time_interleaved
 from cdlib.method.gating import get_policy, list_policies, run_policy
 from cdlib.method.selection import ce_baseline, curve_area, pareto_front, select_best, select_matched, select_points, summarize
-from cdlib.runtime.artifacts import ArtifactStore
 from cdlib.runtime.errors import ConfigError
 
 TINY = {
@@ -390,13 +389,6 @@ def test_bench_policies_are_checked_when_the_config_is_built():
     assert evaluated_students(cfg) == ["ce", "cd"]
     assert evaluated_policies(tiny_config()) == list_policies()
     assert evaluated_students(tiny_config()) == list(students.STUDENTS)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
-    cfg = tiny_config()
-    return cfg, store, run_benchmark(cfg, store)
 
 
 def test_benchmark_json_holds_every_contract_key(tiny_run):

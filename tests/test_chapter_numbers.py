@@ -13,10 +13,8 @@ import pytest
 
 from cdlib.book import figures
 from cdlib.experiment import bench, claims, tables
-from cdlib.experiment.bench import run_benchmark
 from cdlib.experiment.evaluation import SIGNAL_LABELS, collect_outputs
-from cdlib.runtime.artifacts import ArtifactStore
-from test_bench import tiny_config  # the benchmark tests' tiny config, shared
+from test_bench import tiny_config  # noqa: F401 - the benchmark tests' tiny config, which tiny_run (conftest) reads
 
 
 
@@ -61,13 +59,6 @@ def test_auroc_lift_is_one_rule_with_one_margin():
     assert tables.auroc_lifts(0.72, 0.70, margin=0.01)
     with pytest.raises(ValueError):
         tables.auroc_lifts(0.8)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
-    cfg = tiny_config()
-    return cfg, store, run_benchmark(cfg, store)
 
 
 def test_claims_table_and_conclusions_numbers_on_a_tiny_run(tiny_run):

@@ -17,6 +17,7 @@ from cdlib.method.frame_exit import ExitGate, exit_inputs, exit_scores, exit_tar
 from cdlib.method.gating import DEFAULT_EXIT_THRESHOLDS, Decision, VideoOutputs, frame_exit, get_policy, run_policy, sweep_policy
 from cdlib.runtime.artifacts import ArtifactStore
 from cdlib.runtime.errors import ConfigError
+from test_bench import tiny_config as bench_tiny_config
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -241,18 +242,9 @@ def test_the_gate_training_is_deterministic_and_learns_the_target():
         assert auroc(first(inputs), targets.bool()) > 0.7
 
 
-TINY = {
-    "data.num_classes": 3, "data.height": 16, "data.width": 16, "data.video_length": 32,
-    "data.num_train": 12, "data.num_val": 6, "data.num_test": 6,
-    "teacher_train.epochs": 1, "teacher_train.batch_size": 16,
-    "student_train.epochs": 1, "student_train.batch_size": 16,
-    "bench.thetas": "0.5,1.01", "bench.random_repeats": 2, "bench.wall_videos": 2, "bench.wall_repeats": 1,
-    "bench.throughput_batch": 4, "bench.policies": "frame_exit",
-}
-
-
 def tiny_config(**overrides):
-    return profile_config("ci", 0).replace(**{**TINY, **overrides})
+    """The benchmark tests' tiny config with FrameExit alone evaluated."""
+    return bench_tiny_config(**{"bench.policies": "frame_exit", **overrides})
 
 
 def test_the_gate_reads_the_train_split_only(tmp_path, monkeypatch):
@@ -301,13 +293,6 @@ def test_teacher_with_features_returns_the_teachers_logits_and_the_classifiers_i
 
 
 # ----------------------------------------------------------------------------- end to end
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
-    cfg = tiny_config()
-    return cfg, store, run_benchmark(cfg, store)
-
 
 def test_the_benchmark_has_frame_exit_points_with_gate_steps_and_the_gate_flops(tiny_run):
     cfg, store, result = tiny_run

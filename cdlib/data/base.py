@@ -119,8 +119,6 @@ class ClipIndex(ClipLayout):
     data set has no annotation. ``read(indices)`` returns the clips ``uint8 [B, T, H, W, C]``.
     """
 
-    labels: torch.Tensor
-    video: torch.Tensor
     position: torch.Tensor
     informative: torch.Tensor
     num_classes: int

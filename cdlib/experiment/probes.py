@@ -268,17 +268,23 @@ def calibration_summary(logits, labels, informative, temperature: float, n_bins:
     :func:`cdlib.method.calibration.calibration_report` and ``temperature``."""
     from cdlib.method.calibration import calibration_report
 
-    logits = torch.as_tensor(logits)
-    labels = torch.as_tensor(labels)
-    informative = torch.as_tensor(informative)
+    logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
     rows = []
-    for clips, mask in (("action", informative == 1), ("all", torch.ones_like(labels, dtype=torch.bool))):
-        if not bool(mask.any()):
-            continue
-        for scaling, t in (("raw", 1.0), ("temperature", float(temperature))):
-            report = calibration_report(logits[mask], labels[mask], temperature=t, n_bins=n_bins)
-            rows.append({"clips": clips, "scaling": scaling, "temperature": t, "count": int(mask.sum()), **report})
+    for clips, scaling, t, mask in _calibration_cases(labels, informative, temperature):
+        report = calibration_report(logits[mask], labels[mask], temperature=t, n_bins=n_bins)
+        rows.append({"clips": clips, "scaling": scaling, "temperature": t, "count": int(mask.sum()), **report})
     return pd.DataFrame(rows)
+
+
+def _calibration_cases(labels: torch.Tensor, informative, temperature: float):
+    """``(clips, scaling, T, mask)`` of the calibration tables: the action clips and all clips (a group with no
+    clip left out), each raw (``T = 1``) and temperature-scaled."""
+    groups = {"action": clip_groups(torch.as_tensor(informative))["action"],
+              "all": torch.ones_like(labels, dtype=torch.bool)}
+    for clips, mask in groups.items():
+        if bool(mask.any()):
+            for scaling, t in (("raw", 1.0), ("temperature", float(temperature))):
+                yield clips, scaling, t, mask
 
 
 def teacher_calibration(cfg, store=None, split: str = "test", n_bins: int = 15) -> pd.DataFrame:
@@ -293,16 +299,11 @@ def reliability_table(logits, labels, informative, temperature: float, n_bins: i
     :func:`calibration_summary`, with those two columns added."""
     from cdlib.method.calibration import reliability_diagram
 
-    logits = torch.as_tensor(logits).to(torch.float64)
-    labels = torch.as_tensor(labels)
-    informative = torch.as_tensor(informative)
+    logits, labels = torch.as_tensor(logits).to(torch.float64), torch.as_tensor(labels)
     tables = []
-    for clips, mask in (("action", informative == 1), ("all", torch.ones_like(labels, dtype=torch.bool))):
-        if not bool(mask.any()):
-            continue
-        for scaling, t in (("raw", 1.0), ("temperature", float(temperature))):
-            diagram = reliability_diagram(torch.softmax(logits[mask] / t, dim=1), labels[mask], n_bins)
-            tables.append(diagram.assign(clips=clips, scaling=scaling))
+    for clips, scaling, t, mask in _calibration_cases(labels, informative, temperature):
+        diagram = reliability_diagram(torch.softmax(logits[mask] / t, dim=1), labels[mask], n_bins)
+        tables.append(diagram.assign(clips=clips, scaling=scaling))
     return pd.concat(tables, ignore_index=True)
 
 
