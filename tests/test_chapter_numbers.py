@@ -128,6 +128,10 @@ def test_accuracy_vs_compute_numbers_on_a_tiny_run(tiny_run):
     cost = tables.cost_numbers(results)
     assert cost["student_ratio"] == pytest.approx(result["cost"]["student_teacher_flops_ratio"])
     assert cost["method_policy"] == method["policy"] and cost["n_test"] == result["data"]["test_videos"]
+    other = {**result, "cost": {**result["cost"], "teacher_gflops_per_clip": 3 * result["cost"]["teacher_gflops_per_clip"]}}
+    table = tables.cost_table([result, other])["value"]  # the mean over the two runs, in MFLOPs
+    assert table["teacher MFLOPs per clip"] == pytest.approx(2e3 * result["cost"]["teacher_gflops_per_clip"], abs=1e-3)
+    assert table["student / teacher"] == pytest.approx(result["cost"]["student_teacher_flops_ratio"], abs=1e-3)
     matched = tables.matched_numbers(results)
     table = tables.matched_accuracy_table(result)
     assert matched["matched_flops_method"] == pytest.approx(table.loc[method["policy"], "FLOPs ratio"], nan_ok=True)

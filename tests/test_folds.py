@@ -152,6 +152,15 @@ def test_spread_table_is_mean_plus_minus_std_per_cell():
     assert grouped.loc[("s", 1), "acc"] == "0.250"
 
 
+def test_mean_table_is_the_mean_per_cell_in_first_seen_order():
+    first = pd.DataFrame({"model": ["t", "s"], "acc": [0.5, 0.25], "name": ["x", "y"]}).set_index("model")
+    third = first.assign(acc=[0.75, 0.5])
+    table = folds.mean_table([first, first.assign(acc=[1.0, 0.0]), third], "model")
+    assert list(table.index) == ["t", "s"] and list(table.columns) == ["acc"]
+    assert table.loc["t", "acc"] == statistics.mean([0.5, 1.0, 0.75])
+    assert table.loc["s", "acc"] == statistics.mean([0.25, 0.0, 0.5])
+
+
 def test_cited_texts_take_each_run_alone():
     runs = [{"x": 0.25, "y": 1.0}, {"x": 0.75, "y": None}]
 

@@ -15,7 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from cdlib.experiment.config import Config
-from cdlib.experiment.folds import spread_texts
+from cdlib.experiment.folds import mean_table, spread_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.students import loss_weights, student_train_config, trained_students
 from cdlib.experiment.tables import signal_table
@@ -33,11 +33,6 @@ CITED = {
     r"teacher_T": ".2f",
     r"(auroc|auprc|mean|val_auroc|abl)_.*": ".3f",
 }
-
-
-def seed_mean(frames: Sequence[pd.DataFrame], by) -> pd.DataFrame:
-    """Mean over seeds of a list of per-seed DataFrames (one per config), grouped by ``by`` in first-seen order."""
-    return pd.concat(frames).groupby(by, sort=False).mean(numeric_only=True)
 
 
 def _texts_and_words(values: dict, per_run: Sequence[dict]) -> dict:
@@ -136,8 +131,8 @@ def ablation_numbers(ablations: Sequence[pd.DataFrame], temperatures: Sequence[f
     targets that use the label beat those that do not."""
     if len(ablations) != len(temperatures):
         raise ValueError(f"temperatures: expected one per ablation table ({len(ablations)}), got {len(temperatures)}")
-    per_run = [_ablation_values(seed_mean([ablation], "variant"), t) for ablation, t in zip(ablations, temperatures)]
-    return _texts_and_words(_ablation_values(seed_mean(ablations, "variant"), sum(temperatures) / len(temperatures)),
+    per_run = [_ablation_values(mean_table([ablation], "variant"), t) for ablation, t in zip(ablations, temperatures)]
+    return _texts_and_words(_ablation_values(mean_table(ablations, "variant"), sum(temperatures) / len(temperatures)),
                             per_run)
 
 

@@ -106,6 +106,12 @@ def spread_table(frames: Sequence[pd.DataFrame], by: str | Sequence[str], spec: 
     return stacked.groupby(keys, sort=False)[numeric].agg(lambda column: spread_text(column.tolist(), spec))
 
 
+def mean_table(frames: Sequence[pd.DataFrame], by: str | Sequence[str]) -> pd.DataFrame:
+    """The mean over runs of runs' tables (one DataFrame per seed or fold), grouped by ``by`` (column or index
+    names) in first-seen order: the numbers :func:`spread_table` shows with their spread, for verdicts and sums."""
+    return pd.concat(frames).groupby(by, sort=False).mean(numeric_only=True)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

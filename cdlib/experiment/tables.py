@@ -514,11 +514,28 @@ BUDGET_CITED = ("method", "cd_gate", "cd_gate_ctx", "cd_topk", "sampler_maxprob"
 AREA_CITED = ("sampler_kd", "sampler_ce_all", "cd_gate", "cd_gate_ctx", "frame_exit", "uniform_k")
 
 
+def _mean_cost(results: Sequence[dict]) -> pd.Series:
+    """Every number of the results' ``cost`` blocks, averaged over the results (one per seed)."""
+    return pd.DataFrame([r["cost"] for r in results]).mean(numeric_only=True)
+
+
+def cost_table(results: Sequence[dict]) -> pd.DataFrame:
+    """The teacher's and the student's MFLOPs per clip, their ratio and the clips per video (means over
+    ``results``, one per seed; the models' FLOPs do not depend on the seed)."""
+    cost = _mean_cost(results)
+    return pd.Series({
+        "teacher MFLOPs per clip": 1e3 * cost["teacher_gflops_per_clip"],
+        "student MFLOPs per clip": 1e3 * cost["student_gflops_per_clip"],
+        "student / teacher": cost["student_teacher_flops_ratio"],
+        "clips per video": cost["clips_per_video"],
+    }).round(3).to_frame("value")
+
+
 def cost_numbers(results: Sequence[dict]) -> dict:
     """The students' cost relative to the teacher's per clip (means over ``results``, one per seed), the method
     validation chose (:func:`method_choice`) with each candidate's validation area, and the sizes of the run:
     clips per video, threads, test and validation videos."""
-    cost = pd.DataFrame([r["cost"] for r in results]).mean(numeric_only=True)
+    cost = _mean_cost(results)
     method = method_choice(results)
     return {
         "student_ratio": float(cost["student_teacher_flops_ratio"]),
