@@ -376,8 +376,9 @@ def test_real_videos_numbers(tiny_run):
     numbers = real_tables.fold_numbers(over, [cfg], 3, store)
     summary = result["summary"]
     assert numbers["real_dense"] == f"{summary['dense_teacher_accuracy']:.3f} ± 0.000"
-    assert numbers["real_dense_vs_chance"] == pytest.approx(3 * summary["dense_teacher_accuracy"])
+    assert numbers["real_dense_vs_chance"] == f"{3 * summary['dense_teacher_accuracy']:.1f} ± 0.0"  # two folds
     assert numbers["real_method"] == summary["method"]["policy"]
-    assert numbers["real_teacher_right"] == pytest.approx(float(collect_outputs(cfg, store)["teacher"].correct.float().mean()))
+    right = float(collect_outputs(cfg, store)["teacher"].correct.float().mean())
+    assert numbers["real_teacher_right"] == f"{right:.1%}"  # one config: the value alone
     matplotlib.use("Agg")
     assert len(figures.frames_figure(datasets[0]["test"], columns=2).axes) == 3 * 2

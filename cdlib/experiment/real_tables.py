@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from cdlib.experiment.config import Config
-from cdlib.experiment.folds import mean_std_text
+from cdlib.experiment.folds import mean_std_text, spread_text
 from cdlib.experiment.tables import method_choice
 from cdlib.experiment.trained_models import get_outputs
 
@@ -59,8 +58,8 @@ def _ratio_text(stat: dict, runs: int) -> str:
 
 def fold_numbers(over_folds: dict, configs: Sequence[Config], num_classes: int, store=None) -> dict:
     """The benchmark over folds (``over_folds``: :func:`cdlib.experiment.folds.aggregate` of one result per run
-    of ``configs``) in words, each as mean ± std: the dense teacher's accuracy (and as a multiple of chance,
-    ``1 / num_classes``), the method's best point and gain, its matched point's FLOPs, the AUROCs, each cited
+    of ``configs``) in words, each as mean ± std over the folds: the dense teacher's accuracy (and as a multiple
+    of chance, ``1 / num_classes``), the method's best point and gain, its matched point's FLOPs, the AUROCs, each cited
     policy's matched FLOPs and best point, the share of test clips where the teacher is right, the cheapest
     policy matched in every run, and whether the method's best point falls below the dense teacher (``store``: the
     artifact store of the teacher's outputs)."""
@@ -71,7 +70,8 @@ def fold_numbers(over_folds: dict, configs: Sequence[Config], num_classes: int, 
     method = method_choice(results)
     out = {
         "real_dense": mean_std_text(summary["dense_teacher_accuracy"]),
-        "real_dense_vs_chance": summary["dense_teacher_accuracy"]["mean"] * num_classes,
+        "real_dense_vs_chance": spread_text([r["summary"]["dense_teacher_accuracy"] * num_classes for r in results],
+                                            ".1f"),
         "real_best": mean_std_text(summary["cd_best_accuracy"]),
         "real_gain": mean_std_text(summary["cd_accuracy_gain"], "{:+.3f}"),
     }
@@ -99,7 +99,7 @@ def fold_numbers(over_folds: dict, configs: Sequence[Config], num_classes: int, 
     out["real_auroc_ce"] = mean_std_text(auroc["student_maxprob"])
     out["real_auroc_kd"] = mean_std_text(auroc["kd_maxprob"])
     right = [float(get_outputs(c, "teacher", "test", store).correct.float().mean()) for c in configs]
-    out["real_teacher_right"] = float(np.mean(right))
+    out["real_teacher_right"] = spread_text(right, ".1%")
     ratios = {name: stat["mean"] for name, stat in summary["gflops_ratio_at_dense_accuracy"].items()
               if name not in ("dense_teacher", "oracle") and stat["n"] == runs}
     if not ratios:
