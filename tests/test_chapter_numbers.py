@@ -261,6 +261,12 @@ def test_calibration_numbers_of_the_probes_on_a_tiny_run(tiny_run):
     numbers = ct.teacher_calibration_numbers(calibration)
     row = calibration.set_index(["clips", "scaling"]).loc[("action", "temperature")]
     assert numbers["teacher_ece_action_ts"] == pytest.approx(row["ece"])
+    other = calibration.assign(ece=calibration.ece + 0.1)  # a second seed, ECE 0.1 higher everywhere
+    texts = ct.teacher_calibration_texts([calibration, other])
+    assert texts["teacher_ece_action_ts_text"] == f"{row['ece'] + 0.05:.3f} ± {statistics.stdev([0.0, 0.1]):.3f}"
+    assert texts["teacher_T_text"] == f"{numbers['teacher_T']:.2f} ± 0.00"
+    table = ct.teacher_calibration_table([calibration, other])
+    assert table.loc[("action", "temperature"), "ece"] == texts["teacher_ece_action_ts_text"]
     rel = ct.mean_reliability(ct.teacher_reliability(cfg, store, n_bins=5))
     assert set(rel.columns) >= {"accuracy", "accuracy_std", "confidence", "count"}
     probe = probes.teacher_probe(cfg, store, alphas=alphas, max_clips=20, num_noise=10).assign(seed=0)

@@ -14,6 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from cdlib.experiment import probes, toy
+from cdlib.experiment.folds import spread_table, spread_texts
 from cdlib.experiment.trained_models import get_outputs, teacher_temperature
 
 #: short column names of the probe tables
@@ -103,10 +104,17 @@ def toy_signal_numbers(signal_rays: pd.DataFrame) -> dict:
     return out
 
 
+def teacher_calibration_table(per_seed: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The teacher's calibration per ``(clips, scaling)`` (``per_seed``: one
+    :func:`cdlib.experiment.probes.teacher_calibration` table per seed), each metric as mean ± std over the seeds
+    (:func:`cdlib.experiment.folds.spread_table`)."""
+    return spread_table([table[["clips", "scaling", *CALIBRATION_METRICS]] for table in per_seed], ["clips", "scaling"])
+
+
 def teacher_calibration_numbers(calibration: pd.DataFrame) -> dict:
-    """From the per-seed :func:`cdlib.experiment.probes.teacher_calibration` tables: the teacher's temperature,
-    its clip accuracy on action and on all clips, and their ECE, adaptive ECE, NLL and Brier score raw and
-    scaled (``teacher_<metric>_<clips>_<raw|ts>``), means over seeds."""
+    """From the per-seed :func:`cdlib.experiment.probes.teacher_calibration` tables (concatenated): the teacher's
+    temperature, its clip accuracy on action and on all clips, and their ECE, adaptive ECE, NLL and Brier score raw
+    and scaled (``teacher_<metric>_<clips>_<raw|ts>``), means over seeds."""
     cal = calibration.groupby(["clips", "scaling"])[CALIBRATION_METRICS].mean()
     out = {"teacher_T": float(cal.loc[("all", "temperature"), "temperature"])}
     for clips in ("action", "all"):
@@ -115,6 +123,16 @@ def teacher_calibration_numbers(calibration: pd.DataFrame) -> dict:
             for metric in ("ece", "adaptive_ece", "nll", "brier"):
                 out[f"teacher_{metric}_{clips}_{tag}"] = float(cal.loc[(clips, scaling), metric])
     return out
+
+
+#: the format of each teacher number the calibration prose cites (patterns of :func:`cdlib.experiment.folds.spread_texts`)
+TEACHER_CITED = {"teacher_T": ".2f", "teacher_.*": ".3f"}
+
+
+def teacher_calibration_texts(per_seed: Sequence[pd.DataFrame]) -> dict[str, str]:
+    """:func:`teacher_calibration_numbers` of each seed's table alone, as the prose cites them with their spread
+    over seeds (``<name>_text``, formats in :data:`TEACHER_CITED`)."""
+    return spread_texts([teacher_calibration_numbers(table) for table in per_seed], TEACHER_CITED)
 
 
 def teacher_reliability(cfg, store=None, n_bins: int = 15) -> pd.DataFrame:
