@@ -246,6 +246,16 @@ def test_calibration_numbers_of_the_toy():
     signal_rays = ct.toy_signal_rays([toy.distill_toy(runs[0], n_transfer=200, steps=50)], directions, alphas)
     signals = ct.toy_signal_numbers(signal_rays)
     assert signals["toy_far_s_da"] == pytest.approx(signal_rays[signal_rays.alpha == alphas[-1]].s_da.mean())
+    # with two seeds every cited number is each seed's own, as mean ± std
+    two = [runs[0], toy.run_toy(seed=1, steps=100)]
+    each = [ct.toy_calibration_numbers([run])["toy_ece_ts"] for run in two]
+    assert ct.toy_calibration_texts(two)["toy_ece_ts_text"] == f"{statistics.mean(each):.3f} ± {statistics.stdev(each):.3f}"
+    two_rays = ct.toy_ray_table(two, directions, alphas)
+    each = [ct.toy_ray_numbers(two_rays[two_rays.seed == seed])["toy_far_min_raw"] for seed in (0, 1)]
+    assert ct.toy_ray_texts(two_rays)["toy_far_min_raw_text"] == f"{statistics.mean(each):.4f} ± {statistics.stdev(each):.4f}"
+    assert ct.toy_plane_texts(runs, 3.0, 40.0)["toy_plane99_raw_text"] == format(
+        ct.toy_plane_numbers(ct.confidence_grids(runs[0], 3.0, 40.0))["toy_plane99_raw"], ".1%")
+    assert ct.toy_signal_texts(signal_rays)["toy_far_s_da_text"] == format(signals["toy_far_s_da"], ".2g")
     matplotlib.use("Agg")
     assert len(figures.toy_confidence_map(runs[0], grids, 3.0).axes) == 5  # four maps and the colour bar
     assert len(figures.toy_rays_figure(rays, [0], shown_directions=4).axes) == 2
@@ -275,6 +285,13 @@ def test_calibration_numbers_of_the_probes_on_a_tiny_run(tiny_run):
     assert numbers["alpha_max"] == 4 and numbers["probe_num_noise"] == 10
     noise = probe[probe.group == "noise"]
     assert numbers["probe_noise_confidence"] == pytest.approx(noise.confidence.mean())
+    shifted = pd.concat([probe, probe.assign(seed=1, confidence=probe.confidence / 2)], ignore_index=True)
+    each = [noise.confidence.mean(), noise.confidence.mean() / 2]
+    assert ct.probe_texts(shifted, alphas)["probe_noise_confidence_text"] == (
+        f"{statistics.mean(each):.3f} ± {statistics.stdev(each):.3f}")
+    spread = ct.probe_spread_table(shifted)
+    assert spread.loc[("noise", 1.0), "conf."] == ct.probe_texts(shifted, alphas)["probe_noise_confidence_text"]
+    assert set(ct.student_probe_texts(probe, alphas)) >= {"student_noise_confidence_text", "student_action_accuracy_text"}
     student = ct.student_probe_numbers(table, alphas)
     assert student["student_scaledmax_accuracy"] == pytest.approx(table.loc[("scaled", 4.0), "accuracy"])
     by_alpha = ct.scaled_by_alpha(probe)

@@ -23,6 +23,22 @@ DISPLAY_NAMES = {"confidence": "conf.", "confidence_ts": "conf. (T)", "confident
 CALIBRATION_METRICS = ["temperature", "accuracy", "ece", "adaptive_ece", "nll", "brier"]
 #: the two scalings of the softmax and the tag each one's glued names end with
 SCALINGS = (("raw", "raw"), ("temperature", "ts"))
+#: the format of every number the chapter's prose cites with its spread over seeds (``<name>_text``; patterns of
+#: :func:`cdlib.experiment.folds.spread_texts`, the first that matches a name gives its format)
+CITED = {
+    r"teacher_T|toy_T": ".2f",
+    r"probe_(action|non_action)_accuracy|probe_.*_confident_wrong": ".1%",
+    r"toy_far99_.*|toy_far_s_above_half|toy_far_s_da_below_001": ".0%",
+    r"toy_plane99_.*": ".1%",
+    r"toy_far_(conf|min)_.*": ".4f",
+    r"toy_far_s_da": ".2g",
+    r"(teacher|probe|student|toy)_.*": ".3f",
+}
+
+
+def _seeds(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """``frame`` (with a ``seed`` column) cut into one frame per seed, in first-seen order."""
+    return [frame[frame.seed == seed] for seed in dict.fromkeys(frame.seed)]
 
 
 def toy_calibration_numbers(runs: Sequence[toy.ToyRun]) -> dict:
@@ -35,6 +51,11 @@ def toy_calibration_numbers(runs: Sequence[toy.ToyRun]) -> dict:
         for metric in ("ece", "adaptive_ece", "nll", "brier"):
             out[f"toy_{metric}_{tag}"] = float(mean.loc[scaling, metric])
     return out
+
+
+def toy_calibration_texts(runs: Sequence[toy.ToyRun]) -> dict[str, str]:
+    """:func:`toy_calibration_numbers` of each run alone, with their spread over seeds (formats in :data:`CITED`)."""
+    return spread_texts([toy_calibration_numbers([run]) for run in runs], CITED)
 
 
 def confidence_grids(run: toy.ToyRun, near: float, far: float, resolution: int = 301) -> dict:
@@ -52,6 +73,12 @@ def toy_plane_numbers(grids: dict, threshold: float = 0.99) -> dict:
     raw and temperature-scaled."""
     return {f"toy_plane99_{tag}": float((grids[scaling, "far"].confidence >= threshold).mean())
             for scaling, tag in SCALINGS}
+
+
+def toy_plane_texts(runs: Sequence[toy.ToyRun], near: float, far: float) -> dict[str, str]:
+    """:func:`toy_plane_numbers` of each run's own :func:`confidence_grids`, with their spread over seeds (formats
+    in :data:`CITED`); the confidence map shows the first run's."""
+    return spread_texts([toy_plane_numbers(confidence_grids(run, near, far)) for run in runs], CITED)
 
 
 def toy_ray_table(runs: Sequence[toy.ToyRun], directions, alphas) -> pd.DataFrame:
@@ -82,6 +109,11 @@ def toy_ray_numbers(rays: pd.DataFrame) -> dict:
         out[f"toy_near_conf_{tag}"] = float(near[scaling])
     out["toy_n_dirs"] = int(rays.direction.nunique())
     return out
+
+
+def toy_ray_texts(rays: pd.DataFrame) -> dict[str, str]:
+    """:func:`toy_ray_numbers` of each seed's rays alone, with their spread over seeds (formats in :data:`CITED`)."""
+    return spread_texts([toy_ray_numbers(part) for part in _seeds(rays)], CITED)
 
 
 def toy_signal_rays(distilled: Sequence[toy.ToyDistillation], directions, alphas) -> pd.DataFrame:
@@ -125,14 +157,10 @@ def teacher_calibration_numbers(calibration: pd.DataFrame) -> dict:
     return out
 
 
-#: the format of each teacher number the calibration prose cites (patterns of :func:`cdlib.experiment.folds.spread_texts`)
-TEACHER_CITED = {"teacher_T": ".2f", "teacher_.*": ".3f"}
-
-
 def teacher_calibration_texts(per_seed: Sequence[pd.DataFrame]) -> dict[str, str]:
     """:func:`teacher_calibration_numbers` of each seed's table alone, as the prose cites them with their spread
-    over seeds (``<name>_text``, formats in :data:`TEACHER_CITED`)."""
-    return spread_texts([teacher_calibration_numbers(table) for table in per_seed], TEACHER_CITED)
+    over seeds (``<name>_text``, formats in :data:`CITED`)."""
+    return spread_texts([teacher_calibration_numbers(table) for table in per_seed], CITED)
 
 
 def teacher_reliability(cfg, store=None, n_bins: int = 15) -> pd.DataFrame:
@@ -151,6 +179,11 @@ def mean_reliability(reliability: pd.DataFrame) -> pd.DataFrame:
         confidence=("confidence", "mean"), count=("count", "mean")).reset_index()
 
 
+def toy_signal_texts(signal_rays: pd.DataFrame) -> dict[str, str]:
+    """:func:`toy_signal_numbers` of each seed's rays alone, with their spread over seeds (formats in :data:`CITED`)."""
+    return spread_texts([toy_signal_numbers(part) for part in _seeds(signal_rays)], CITED)
+
+
 #: the columns of the probe tables the chapter shows
 PROBE_SHOWN = ["clips", "accuracy", "confidence", "confidence_ts", "confident_wrong"]
 
@@ -159,6 +192,13 @@ def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
     """Per group and input scale, the mean over seeds of :func:`cdlib.experiment.probes.summarize_probe`'s
     :data:`PROBE_SHOWN` columns."""
     return probes.summarize_probe(probe).groupby(["group", "alpha"], observed=True)[PROBE_SHOWN].mean()
+
+
+def probe_spread_table(probe: pd.DataFrame) -> pd.DataFrame:
+    """:func:`probe_table` with each cell as mean ± std over the seeds of ``probe`` (one seed: the value alone), the
+    columns under their short names (:data:`DISPLAY_NAMES`)."""
+    table = spread_table([probe_table(part) for part in _seeds(probe)], ["group", "alpha"])
+    return table.rename(columns=DISPLAY_NAMES)
 
 
 def probe_numbers(table: pd.DataFrame, alphas: Sequence[float]) -> dict:
@@ -193,6 +233,17 @@ def student_probe_numbers(table: pd.DataFrame, alphas: Sequence[float]) -> dict:
         for column in ("accuracy", "confidence", "confident_wrong"):
             out[f"student_{tag}_{column}"] = float(table.loc[(group, float(alpha)), column])
     return out
+
+
+def probe_texts(probe: pd.DataFrame, alphas: Sequence[float]) -> dict[str, str]:
+    """:func:`probe_numbers` of each seed's teacher probe alone (``probe``: the probes of every seed, with a ``seed``
+    column), with their spread over seeds (formats in :data:`CITED`)."""
+    return spread_texts([probe_numbers(probe_table(part), alphas) for part in _seeds(probe)], CITED)
+
+
+def student_probe_texts(probe: pd.DataFrame, alphas: Sequence[float]) -> dict[str, str]:
+    """:func:`student_probe_numbers` of each seed's student probe alone, with their spread over seeds."""
+    return spread_texts([student_probe_numbers(probe_table(part), alphas) for part in _seeds(probe)], CITED)
 
 
 #: the two kinds of scaled clips the input-scale figure shows
