@@ -3,8 +3,10 @@ probes of the video models (:mod:`cdlib.experiment.probes`).
 
 Like :mod:`cdlib.experiment.tables`, this only reads what those modules compute, so that a relabelled column
 changes no artifact key (the probes' key hashes :mod:`cdlib.experiment.probes`, not this module). Each
-``*_numbers`` function returns ``{glued name: value}``: the chapter glues them in a loop and its prose cites them
-by name.
+``*_numbers`` function returns ``{glued name: value}``, means over seeds that the chapter's claims check; each
+``*_texts`` function the same numbers of each seed alone as the prose cites them, ``<name>_text``, the value for one
+seed and mean ± std over several (formats in :data:`CITED`). The chapter glues them in a loop and its prose cites
+them by name.
 """
 
 from __future__ import annotations
@@ -136,6 +138,11 @@ def toy_signal_numbers(signal_rays: pd.DataFrame) -> dict:
     return out
 
 
+def toy_signal_texts(signal_rays: pd.DataFrame) -> dict[str, str]:
+    """:func:`toy_signal_numbers` of each seed's rays alone, with their spread over seeds (formats in :data:`CITED`)."""
+    return spread_texts([toy_signal_numbers(part) for part in _seeds(signal_rays)], CITED)
+
+
 def teacher_calibration_table(per_seed: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """The teacher's calibration per ``(clips, scaling)`` (``per_seed``: one
     :func:`cdlib.experiment.probes.teacher_calibration` table per seed), each metric as mean ± std over the seeds
@@ -177,11 +184,6 @@ def mean_reliability(reliability: pd.DataFrame) -> pd.DataFrame:
     return reliability.groupby(["clips", "scaling", "lower", "upper"]).agg(
         accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
         confidence=("confidence", "mean"), count=("count", "mean")).reset_index()
-
-
-def toy_signal_texts(signal_rays: pd.DataFrame) -> dict[str, str]:
-    """:func:`toy_signal_numbers` of each seed's rays alone, with their spread over seeds (formats in :data:`CITED`)."""
-    return spread_texts([toy_signal_numbers(part) for part in _seeds(signal_rays)], CITED)
 
 
 #: the columns of the probe tables the chapter shows
