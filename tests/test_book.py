@@ -39,6 +39,10 @@ def test_chapter_has_one_parameters_cell_starting_with_the_defaults(name):
     assert {k: values.get(k) for k in CHAPTER_DEFAULTS} == CHAPTER_DEFAULTS, name
     assert isinstance(values.get("data"), str), f"{name}: the parameters cell names its data source"
     assert chapter_parameters(name) == values
+    # papermill reads every parameter (a comment it cannot parse hides one: "Passed unknown parameter")
+    from papermill.translators import PythonTranslator
+
+    assert [p.name for p in PythonTranslator.inspect({"source": tagged[0].source})] == list(values), name
     # the parameters come before any other code
     first_code = next(c for c in notebook.cells if c.cell_type == "code")
     assert first_code is tagged[0], name
