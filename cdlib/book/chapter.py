@@ -9,7 +9,8 @@ its own knobs::
     data = "synthetic"   # a data source exactly as --data takes it (cdlib.data.sources)
     overrides = []       # "key=value" strings exactly as --set takes them
 
-and its setup cell calls :func:`setup_chapter`, which
+(the chapters' own comments avoid brackets, quotes and ``=``, which papermill's parser of the cell cannot
+read: it would not see the parameter), and its setup cell calls :func:`setup_chapter`, which
 
 - builds the config(s) with :func:`cdlib.experiment.config.make_config`, the command line's
   path, so a bad key or value stops the chapter with the CLI's error before any
