@@ -130,9 +130,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with distributed.main_first(), distributed.local_only():
         recompute = args.recompute and main_process
         if len(configs) > 1:
-            result = run_folds(cfg, store, recompute=recompute)
+            result = run_folds(cfg, store, recompute=recompute, timing=args.timing)
         else:
-            result = run_benchmark(configs[0], store, recompute=recompute)
+            result = run_benchmark(configs[0], store, recompute=recompute, timing=args.timing)
     if not main_process:
         return 0
     if args.out:
@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--out", default=None, metavar="FILE", help="write the benchmark JSON here")
     p.add_argument("--recompute", action="store_true", help="re-evaluate (and re-time) even if a cached result exists")
+    p.add_argument("--no-timing", dest="timing", action="store_false",
+                   help="skip the wall-clock measurement: accuracy, FLOPs and areas only, minutes sooner (a cached "
+                   "timed result is returned where there is one)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(

@@ -768,6 +768,19 @@ def test_cli_writes_the_json_and_prints_the_table(tiny_run, tmp_path, capsys):
     assert json.loads(out.read_text())["summary"] == json.loads(json.dumps(result["summary"]))
 
 
+def test_cli_no_timing_asks_for_the_untimed_benchmark(tiny_run, monkeypatch, capsys):
+    from cdlib.experiment import bench as bench_module
+
+    _, store, _ = tiny_run
+    asked, real = [], bench_module.run_benchmark
+    monkeypatch.setattr(bench_module, "run_benchmark", lambda *a, **kw: asked.append(kw["timing"]) or real(*a, **kw))
+    args = ["bench", "--profile", "ci", "--seed", "0", "--artifacts", str(store.root)]
+    args += [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
+    assert main([*args, "--no-timing"]) == 0 and main(args) == 0
+    assert asked == [False, True]
+    assert "dense teacher" in capsys.readouterr().out
+
+
 def hand_result():
     """A benchmark result with the hand-made curves of :func:`hand_policies` (dense teacher at 10 GFLOPs)."""
     policies = hand_policies()
