@@ -152,6 +152,11 @@ def test_spread_table_is_mean_plus_minus_std_per_cell():
     assert grouped.loc[("s", 1), "acc"] == "0.250"
 
 
+def test_by_seed_cuts_a_table_into_each_seeds_rows_in_first_seen_order():
+    table = pd.DataFrame({"seed": [2, 0, 2, 1], "x": [1, 2, 3, 4]})
+    assert [part.x.tolist() for part in folds.by_seed(table)] == [[1, 3], [2], [4]]
+
+
 def test_mean_table_is_the_mean_per_cell_in_first_seen_order():
     first = pd.DataFrame({"model": ["t", "s"], "acc": [0.5, 0.25], "name": ["x", "y"]}).set_index("model")
     third = first.assign(acc=[0.75, 0.5])

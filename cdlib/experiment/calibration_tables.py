@@ -16,7 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from cdlib.experiment import probes, toy
-from cdlib.experiment.folds import spread_table, spread_texts
+from cdlib.experiment.folds import by_seed, spread_table, spread_texts
 from cdlib.experiment.trained_models import get_outputs, teacher_temperature
 
 #: short column names of the probe tables
@@ -36,11 +36,6 @@ CITED = {
     r"toy_far_s_da": ".2g",
     r"(teacher|probe|student|toy)_.*": ".3f",
 }
-
-
-def _seeds(frame: pd.DataFrame) -> list[pd.DataFrame]:
-    """``frame`` (with a ``seed`` column) cut into one frame per seed, in first-seen order."""
-    return [frame[frame.seed == seed] for seed in dict.fromkeys(frame.seed)]
 
 
 def toy_calibration_numbers(runs: Sequence[toy.ToyRun]) -> dict:
@@ -77,10 +72,10 @@ def toy_plane_numbers(grids: dict, threshold: float = 0.99) -> dict:
             for scaling, tag in SCALINGS}
 
 
-def toy_plane_texts(runs: Sequence[toy.ToyRun], near: float, far: float) -> dict[str, str]:
-    """:func:`toy_plane_numbers` of each run's own :func:`confidence_grids`, with their spread over seeds (formats
-    in :data:`CITED`); the confidence map shows the first run's."""
-    return spread_texts([toy_plane_numbers(confidence_grids(run, near, far)) for run in runs], CITED)
+def toy_plane_texts(grids: Sequence[dict]) -> dict[str, str]:
+    """:func:`toy_plane_numbers` of each run's own :func:`confidence_grids` (``grids``: one per run), with their
+    spread over seeds (formats in :data:`CITED`)."""
+    return spread_texts([toy_plane_numbers(run_grids) for run_grids in grids], CITED)
 
 
 def toy_ray_table(runs: Sequence[toy.ToyRun], directions, alphas) -> pd.DataFrame:
@@ -115,7 +110,7 @@ def toy_ray_numbers(rays: pd.DataFrame) -> dict:
 
 def toy_ray_texts(rays: pd.DataFrame) -> dict[str, str]:
     """:func:`toy_ray_numbers` of each seed's rays alone, with their spread over seeds (formats in :data:`CITED`)."""
-    return spread_texts([toy_ray_numbers(part) for part in _seeds(rays)], CITED)
+    return spread_texts([toy_ray_numbers(part) for part in by_seed(rays)], CITED)
 
 
 def toy_signal_rays(distilled: Sequence[toy.ToyDistillation], directions, alphas) -> pd.DataFrame:
@@ -140,7 +135,7 @@ def toy_signal_numbers(signal_rays: pd.DataFrame) -> dict:
 
 def toy_signal_texts(signal_rays: pd.DataFrame) -> dict[str, str]:
     """:func:`toy_signal_numbers` of each seed's rays alone, with their spread over seeds (formats in :data:`CITED`)."""
-    return spread_texts([toy_signal_numbers(part) for part in _seeds(signal_rays)], CITED)
+    return spread_texts([toy_signal_numbers(part) for part in by_seed(signal_rays)], CITED)
 
 
 def teacher_calibration_table(per_seed: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -199,7 +194,7 @@ def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
 def probe_spread_table(probe: pd.DataFrame) -> pd.DataFrame:
     """:func:`probe_table` with each cell as mean ± std over the seeds of ``probe`` (one seed: the value alone), the
     columns under their short names (:data:`DISPLAY_NAMES`)."""
-    table = spread_table([probe_table(part) for part in _seeds(probe)], ["group", "alpha"])
+    table = spread_table([probe_table(part) for part in by_seed(probe)], ["group", "alpha"])
     return table.rename(columns=DISPLAY_NAMES)
 
 
@@ -240,12 +235,12 @@ def student_probe_numbers(table: pd.DataFrame, alphas: Sequence[float]) -> dict:
 def probe_texts(probe: pd.DataFrame, alphas: Sequence[float]) -> dict[str, str]:
     """:func:`probe_numbers` of each seed's teacher probe alone (``probe``: the probes of every seed, with a ``seed``
     column), with their spread over seeds (formats in :data:`CITED`)."""
-    return spread_texts([probe_numbers(probe_table(part), alphas) for part in _seeds(probe)], CITED)
+    return spread_texts([probe_numbers(probe_table(part), alphas) for part in by_seed(probe)], CITED)
 
 
 def student_probe_texts(probe: pd.DataFrame, alphas: Sequence[float]) -> dict[str, str]:
     """:func:`student_probe_numbers` of each seed's student probe alone, with their spread over seeds."""
-    return spread_texts([student_probe_numbers(probe_table(part), alphas) for part in _seeds(probe)], CITED)
+    return spread_texts([student_probe_numbers(probe_table(part), alphas) for part in by_seed(probe)], CITED)
 
 
 #: the two kinds of scaled clips the input-scale figure shows

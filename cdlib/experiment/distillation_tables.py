@@ -15,7 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from cdlib.experiment.config import Config
-from cdlib.experiment.folds import mean_table, spread_texts
+from cdlib.experiment.folds import by_seed, mean_table, spread_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.students import loss_weights, student_train_config, trained_students
 from cdlib.experiment.tables import signal_table
@@ -85,7 +85,7 @@ def signal_numbers(signals: pd.DataFrame, val_outputs: Sequence[dict[str, ClipOu
     and non-action clips, the label-only baseline's val and test AUROCs and the distilled score's gap to it; and, from
     the seeds' means, which label-only baseline validation chose (:func:`cdlib.method.selection.ce_baseline`) and the
     verdicts the prose states. A seed's numbers use its own baseline choice."""
-    runs = [signals[signals.seed == seed] for seed in signals.seed.unique()] if "seed" in signals else [signals]
+    runs = by_seed(signals) if "seed" in signals else [signals]
     if len(runs) != len(val_outputs):
         raise ValueError(f"val_outputs: expected one per seed of signals ({len(runs)}), got {len(val_outputs)}")
     per_run = [_signal_values(run, [val]) for run, val in zip(runs, val_outputs)]

@@ -106,6 +106,12 @@ def spread_table(frames: Sequence[pd.DataFrame], by: str | Sequence[str], spec: 
     return stacked.groupby(keys, sort=False)[numeric].agg(lambda column: spread_text(column.tolist(), spec))
 
 
+def by_seed(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """The rows of ``frame`` (with a ``seed`` column) cut into one frame per seed, in first-seen order: the runs that
+    :func:`spread_texts` and :func:`spread_table` spread."""
+    return [frame[frame.seed == seed] for seed in dict.fromkeys(frame.seed)]
+
+
 def mean_table(frames: Sequence[pd.DataFrame], by: str | Sequence[str]) -> pd.DataFrame:
     """The mean over runs of runs' tables (one DataFrame per seed or fold), grouped by ``by`` (column or index
     names) in first-seen order: the numbers :func:`spread_table` shows with their spread, for verdicts and sums."""

@@ -21,7 +21,7 @@ from cdlib.data.base import clip_groups
 from cdlib.experiment.bench import run_benchmark
 from cdlib.experiment.config import Config
 from cdlib.experiment.evaluation import confidence_signals
-from cdlib.experiment.folds import cited_texts, spread_texts
+from cdlib.experiment.folds import by_seed, cited_texts, spread_texts
 from cdlib.experiment.outputs import ClipOutputs
 from cdlib.experiment.timing import STAGES
 from cdlib.method.calibration import auprc, auroc
@@ -829,8 +829,7 @@ def timing_texts(results: Sequence[dict], student: str) -> dict[str, str]:
 
 def rho_sweep_texts(rho_table: pd.DataFrame, key: str, method: str) -> dict[str, str]:
     """:func:`rho_sweep_numbers` with its spread over the seeds of ``rho_table`` (each seed's rows alone)."""
-    return spread_texts([rho_sweep_numbers(rho_table[rho_table.seed == seed], key, method)
-                         for seed in _seeds_of(rho_table)], SECTION_TEXTS)
+    return spread_texts([rho_sweep_numbers(rows, key, method) for rows in by_seed(rho_table)], SECTION_TEXTS)
 
 
 def harder_data_texts(hard: pd.DataFrame, hard_results: Sequence[dict], easy_rho: float, hard_rho: float
