@@ -48,12 +48,27 @@ def test_seeds_run_the_chapter_on_several_seeds_of_any_profile_and_say_so():
         chapter = setup_chapter("index", "ci", 0, seeds=given, figures=False)
         assert chapter.seeds == (2, 0, 1)
         assert chapter.configs == [make_config("ci", s, "synthetic") for s in (2, 0, 1)]
-        assert "- seeds = `[2, 0, 1]` (default `[]`)" in chapter.banner_text()
+        assert chapter.banner_text() == ("**Built on the `ci` profile, seeds 2, 0 and 1:** every number that depends "
+                                         "on the seed is a mean ± std over them, and every curve has a ± std band.")
     assert setup_chapter("index", "full", 0, seeds=[4], figures=False).seeds == (4,)
     assert setup_chapter("index", seeds=4, figures=False).seeds == (4,)
     for bad in (["a"], [-1]):
         with pytest.raises(ConfigError, match="seeds:"):
             setup_chapter("index", seeds=bad, figures=False)
+
+
+def test_the_published_scale_is_not_a_rerun_but_another_setting_is():
+    """The published book is the full profile (make book PROFILE=full): its pages name the profile and seeds in one
+    line. A page that also differs in anything else is a rerun, and its banner lists every difference."""
+    published = setup_chapter("index", "full", 0, figures=False).banner_text()
+    assert published == ("**Built on the `full` profile, seeds 0, 1 and 2:** every number that depends on the seed "
+                         "is a mean ± std over them, and every curve has a ± std band.")
+    assert setup_chapter("index", "full", 0, seeds=[4], figures=False).banner_text() == \
+        "**Built on the `full` profile, seed 4.**"
+    rerun = setup_chapter("index", "full", 0, overrides=["student=student_micro"], seeds=[4], figures=False)
+    assert rerun.banner_text().startswith("**This page is a rerun, not the published chapter.**")
+    assert "- profile = `full` (default `ci`)" in rerun.banner_text() and "- seeds = `[4]` (default `[]`)" in \
+        rerun.banner_text()
 
 
 def test_a_rerun_names_every_difference_deterministically():

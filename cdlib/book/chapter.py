@@ -22,7 +22,10 @@ read: it would not see the parameter), and its setup cell calls :func:`setup_cha
   (:func:`cdlib.runtime.device.configure_backend`), the figure style (:func:`cdlib.book.viz.setup`)
   and deterministic SVG figures;
 - returns a :class:`Chapter` whose :meth:`Chapter.banner` says what differs from the
-  chapter's defaults (read from its own parameters cell), or nothing for a default run.
+  chapter's defaults (read from its own parameters cell), or nothing for a default run. A run
+  that differs only in :data:`SCALE_PARAMETERS` (``make book PROFILE=full``, the published
+  book, or ``SEEDS="0 1 2"``) is the chapter itself at another scale: its banner names the
+  profile and seeds in one line instead of calling the page a rerun.
 
 papermill passes ``overrides`` as a YAML list (``-y 'overrides: [student=student_micro]'``)
 or as one string (``-p overrides "student=student_micro data.informative_fraction=0.2"``,
@@ -80,6 +83,11 @@ def _seeds(value: Any) -> tuple[int, ...]:
     return seeds
 
 
+#: The parameters that set a run's scale (how much data and training, how many seeds), which the book's own builds
+#: choose: a page that differs from the defaults only in them is the published chapter at that scale, not a rerun.
+SCALE_PARAMETERS = ("profile", "seeds")
+
+
 @dataclasses.dataclass
 class Chapter:
     """What a chapter's setup cell made: its configs, the data they use, and what differs from the defaults."""
@@ -91,6 +99,7 @@ class Chapter:
     data_description: str  # the data in words, for prose and captions
     fallback: bool  # the data is the fallback for a missing shipped set
     differences: list[str]  # one Markdown line per parameter that differs from the chapter's default
+    scale_only: bool = False  # every difference is one of SCALE_PARAMETERS
 
     @property
     def config(self) -> Config:
@@ -98,9 +107,16 @@ class Chapter:
         return self.configs[0]
 
     def banner_text(self) -> str | None:
-        """Markdown naming every setting that differs from the chapter's defaults; None when none does."""
+        """Markdown naming every setting that differs from the chapter's defaults; None when none does. With
+        only :data:`SCALE_PARAMETERS` different, one line naming the profile and the seeds."""
         if not self.differences:
             return None
+        if self.scale_only:
+            if len(self.seeds) == 1:
+                return f"**Built on the `{self.config.profile}` profile, seed {self.seeds[0]}.**"
+            seeds = ", ".join(map(str, self.seeds[:-1])) + f" and {self.seeds[-1]}"
+            return (f"**Built on the `{self.config.profile}` profile, seeds {seeds}:** every number that depends "
+                    "on the seed is a mean ± std over them, and every curve has a ± std band.")
         return ("**This page is a rerun, not the published chapter.** It was executed with settings that "
                 "differ from the chapter's defaults, and every number and figure below comes from them:\n\n"
                 + "\n".join(f"- {line}" for line in self.differences))
@@ -126,21 +142,23 @@ def _code(value: Any) -> str:
     return f"`{json.dumps(_plain(value))}`" if not isinstance(value, str) else f"`{value}`"
 
 
-def _differences(defaults: dict, given: dict, data_line: str | None) -> list[str]:
+def _differences(defaults: dict, given: dict, data_line: str | None) -> list[tuple[str, str]]:
+    """(parameter, Markdown line) of every parameter in ``given`` that differs from ``defaults``; ``data_line``
+    under the key ``data``."""
     lines = []
     for key, value in given.items():
         default = defaults.get(key, dataclasses.MISSING)
         if key == "overrides":
             if as_overrides(value) != as_overrides(default if default is not dataclasses.MISSING else []):
-                lines += [f"override `{item}`" for item in as_overrides(value)]
+                lines += [(key, f"override `{item}`") for item in as_overrides(value)]
         elif key == "data":
             continue
         elif default is dataclasses.MISSING:
-            lines.append(f"{key} = {_code(value)}")
+            lines.append((key, f"{key} = {_code(value)}"))
         elif _plain(value) != _plain(default):
-            lines.append(f"{key} = {_code(value)} (default {_code(default)})")
+            lines.append((key, f"{key} = {_code(value)} (default {_code(default)})"))
     if data_line:
-        lines.append(data_line)
+        lines.append(("data", data_line))
     return lines
 
 
@@ -211,7 +229,9 @@ def setup_chapter(name: str, profile: str = "ci", seed: int = 0, data: str = "sy
     if figures:
         _setup_figures(name)
     return Chapter(name=name, configs=configs, sources=sources, seeds=tuple(seeds),
-                   data_description=chosen.description, fallback=chosen.fallback, differences=differences)
+                   data_description=chosen.description, fallback=chosen.fallback,
+                   differences=[line for _, line in differences],
+                   scale_only=all(key in SCALE_PARAMETERS for key, _ in differences))
 
 
 def _setup_figures(name: str) -> None:
