@@ -107,7 +107,7 @@ import torch
 
 from cdlib.data import skipped_videos
 from cdlib.experiment.config import Config
-from cdlib.runtime.artifacts import ArtifactStore, atomic_write, code_version, config_hash
+from cdlib.runtime.artifacts import PAYLOAD, ArtifactStore, atomic_write, code_version, config_hash
 from cdlib.runtime.device import configure_backend
 from cdlib.experiment.evaluation import (
     collect_outputs,
@@ -118,6 +118,7 @@ from cdlib.experiment.evaluation import (
     signal_quality,
     sweep_policies,
 )
+from cdlib.experiment.parallel import map_configs
 from cdlib.experiment.students import model_spec_of
 from cdlib.experiment.timing import measure_wall_clock
 from cdlib.method.selection import ce_baseline, select_points, summarize
@@ -214,6 +215,25 @@ def run_benchmark(cfg: Config, store: ArtifactStore | None = None, recompute: bo
     return _from_json(store.get_or_create("bench", spec, lambda d: _to_json(build(d))))
 
 
+def train_benchmark_models(cfg: Config, store: ArtifactStore | None = None) -> None:
+    """Train (or load) every model :func:`run_benchmark` of ``cfg`` reads and store their outputs on the test and
+    val splits, without evaluating or timing anything."""
+    for split in ("test", "val"):
+        collect_outputs(cfg, store, split)
+
+
+def run_benchmarks(configs: Sequence[Config], store: ArtifactStore | None = None) -> list[dict]:
+    """:func:`run_benchmark` of each config, timed: first the models of every config whose result is not stored
+    yet are trained, up to ``runtime.seed_processes`` configs at once (:func:`cdlib.experiment.parallel.map_configs`),
+    then each config is evaluated and timed in turn in this process, so that no wall clock is measured beside
+    other work."""
+    store = store if store is not None else ArtifactStore()
+    missing = [cfg for cfg in configs if not (store.directory("bench", benchmark_spec(cfg)) / PAYLOAD).exists()]
+    if len(missing) > 1:
+        map_configs(train_benchmark_models, missing, store, desc="train every seed's models")
+    return [run_benchmark(cfg, store) for cfg in configs]
+
+
 def _to_json(result: dict) -> dict:
     # Stored as JSON text: the artifact loader only unpickles tensors and plain containers.
     return {"json": json.dumps(result)}
@@ -254,6 +274,13 @@ def sweep(cfg: Config, key: str, values: Sequence, store: ArtifactStore | None =
         log(f"sweep: {key} = {value}")
         results.append(run_benchmark(cfg.replace(**{key: value}), store, timing=timing))
     return results
+
+
+def sweeps(configs: Sequence[Config], key: str, values: Sequence, store: ArtifactStore | None = None) -> list[dict]:
+    """The untimed :func:`sweep` of every config (seed), one list of results after another, up to
+    ``runtime.seed_processes`` configs at once (:func:`cdlib.experiment.parallel.map_configs`)."""
+    per_config = map_configs(sweep, configs, key, values, store, desc=f"sweep {key} of every seed")
+    return [result for results in per_config for result in results]
 
 
 #: what :func:`harder_data` evaluates: the method's policies (per-clip and context student), FrameExit and the CE student's sampler,
