@@ -114,6 +114,22 @@ def test_preprocess_matches_the_formula():
     assert x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
+def test_the_fusion_students_stacked_frames_are_the_pooled_frames_as_channels():
+    from cdlib.models.small import _cheap_view
+
+    clips = torch.randint(0, 256, (3, 8, 12, 10, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = preprocess(clips)
+    for stride, factor in ((2, 2), (1, 1), (4, 2)):
+        student = create_model("student_fusion", num_classes=3, frame_stride=stride, spatial_factor=factor)
+        stacked = student.stacked_frames(x)
+        direct = _cheap_view(x, stride, factor).flatten(1, 2)  # channel c·T' + t: channel c of frame t
+        assert torch.equal(stacked, direct), (stride, factor)
+        assert stacked.is_contiguous(memory_format=torch.channels_last)
+    # stride 4, two frames kept: stacked channel 1·2 + 1 is channel 1 of frame 4, pooled over 2x2 pixels
+    pooled = x[:, 1, 4].unfold(1, 2, 2).unfold(2, 2, 2).mean((3, 4))
+    torch.testing.assert_close(student.stacked_frames(x)[:, 1 * 2 + 1], pooled, rtol=0, atol=1e-6)
+
+
 # Freezing is checked on the small models and on one model of each torchvision wrapper class (VideoClassifier,
 # SegmentStudent, StackedFramesStudent), the ucf101 profile's pair among them; each costs seconds of CPU.
 FROZEN = [name for name in list_models() if model_spec(name).weights_arch is None] + [

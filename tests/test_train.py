@@ -67,6 +67,21 @@ def test_same_config_twice_gives_identical_weights_and_metrics():
         assert torch.equal(value, runs[1][0][name]), name
 
 
+def test_validation_every_few_epochs_changes_the_history_not_the_weights():
+    bank = toy_bank()
+    runs = {}
+    for every in (1, 2, 0):
+        model = fresh_model()
+        cfg = TrainConfig(epochs=5, batch_size=8, lr=1e-2, clips_per_video=2, val_every=every)
+        runs[every] = (model.state_dict(), train_model(model, bank, ce_objective(bank), cfg, seed=5, val_bank=bank))
+    validated = {every: [record["epoch"] for record in history if "val_clip_accuracy" in record]
+                 for every, (_, history) in runs.items()}
+    assert validated == {1: [1, 2, 3, 4, 5], 2: [2, 4, 5], 0: [5]}
+    for every in (2, 0):
+        assert all(torch.equal(value, runs[every][0][name]) for name, value in runs[1][0].items())
+        assert runs[every][1][-1] == runs[1][1][-1]
+
+
 def test_other_seed_gives_other_order():
     bank = toy_bank()
     a = epoch_order(bank, CFG, torch.Generator().manual_seed(1))

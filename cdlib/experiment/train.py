@@ -172,7 +172,8 @@ def train_model(
 
     With ``work_dir``, a checkpoint (weights, optimiser state, history) is written
     atomically after every epoch and a later call resumes from it. ``val_bank``
-    adds the clip-level validation accuracy to the history. ``on_epoch_end(epoch)``
+    adds the clip-level validation accuracy to the history after every ``train_cfg.val_every``-th epoch and
+    after the last. ``on_epoch_end(epoch)``
     runs after each checkpoint (tests use it to interrupt a run). ``unused_parameters``
     says that some parameters get no gradient from ``objective`` (DDP must know).
 
@@ -243,7 +244,8 @@ def train_model(
             *sums, seen = distributed.all_reduce_sum([*totals.values(), seen])
             totals = dict(zip(totals, sums))
         record = {"epoch": epoch + 1, **{f"train_{k}": v / seen for k, v in totals.items()}}
-        if val_bank is not None:
+        if val_bank is not None and (epoch + 1 == train_cfg.epochs or
+                                     (train_cfg.val_every and (epoch + 1) % train_cfg.val_every == 0)):
             val_logits = predict(model, val_bank, desc=f"{desc} val", runtime=runtime)["logits"]
             record["val_clip_accuracy"] = clip_accuracy(val_logits, val_bank.labels)
         history.append(record)

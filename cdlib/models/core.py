@@ -34,8 +34,12 @@ def preprocess(clips: torch.Tensor) -> torch.Tensor:
     teacher about 1.3× faster on it than on contiguous clips (measured here on 2
     cores, interleaved runs).
     """
-    x = torch.addcmul(_SHIFT.to(clips.device), clips.permute(0, 4, 1, 2, 3).float(), _SCALE.to(clips.device))
-    return x.contiguous(memory_format=torch.channels_last_3d)  # a no-op on the frames' own layout
+    batch, frames, height, width, channels = clips.shape
+    # Each row of a frame, width x channels values, is one run of the loop: per channel, the innermost run
+    # would be 3 values long, and the same addcmul took 1.5 times as long (one thread, 64 clips of the CI data).
+    scale, shift = (v.to(clips.device).view(channels).repeat(width) for v in (_SCALE, _SHIFT))
+    x = torch.addcmul(shift, clips.reshape(batch, frames, height, width * channels).float(), scale)
+    return x.view(batch, frames, height, width, channels).permute(0, 4, 1, 2, 3)  # channels_last_3d: no copy
 
 
 def inference_module(model: nn.Module) -> torch.jit.ScriptModule:
