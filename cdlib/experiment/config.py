@@ -432,7 +432,7 @@ def _full_profile(seed: int) -> Config:
         # (wall_videos=24: 2389 points x 24 videos x 5 passes at about 6.8 ms a run) would take about 32 min per
         # seed here, more than training all the models (about 22 min); `--set bench.wall_videos=24` still does it.
         bench=BenchConfig(random_repeats=10, wall_repeats=5),
-        # The three seeds side by side, one thread each: the students' training gets 1.5 times as much done per
+        # The three seeds side by side, one thread each: the students' training gets 1.8 times as much done per
         # second on this machine's 2 cores as one seed on two threads (cdlib.experiment.parallel), and every
         # seed trains on one thread whether it runs beside the others or alone (a rerun of one seed gives the
         # same weights).
